@@ -1,0 +1,5 @@
+export * from './status';
+export * from './run-context';
+export * from './task';
+export * from './plan';
+export * from './image-ref';
