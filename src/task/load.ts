@@ -1,4 +1,3 @@
-import type { Document } from 'yaml';
 import type { Diagnostic, Position } from '../errors';
 import { TemplateError } from '../errors';
 import type { RunContext } from '../domain/run-context';
@@ -9,7 +8,7 @@ import { normalizeTask } from './normalize';
 import { checkSchema } from './schema';
 import { LineIndex, OffsetMap, identityMap } from './source-map';
 import { renderTemplate } from './template';
-import { locatePath, parseYaml } from './yaml';
+import { parseYaml, type ParsedYaml } from './yaml';
 
 /**
  * text -> Task: size and encoding checks, aliases, template, YAML, schema, semantic checks.
@@ -97,7 +96,7 @@ export async function loadTask(options: LoadTaskOptions): Promise<LoadedTask> {
         ? await options.resolveSecrets(declared)
         : Object.fromEntries(declared.map((s) => [s.id, SECRET_PLACEHOLDER]));
     } catch (err) {
-      diagnostics.push({ severity: 'error', file, path: 'secrets', message: (err as Error).message, ...locateSecrets(parsed.doc) });
+      diagnostics.push({ severity: 'error', file, path: 'secrets', message: (err as Error).message, ...locateSecrets(parsed) });
       return withoutTask(diagnostics);
     }
     data.Secrets = secretValues;
@@ -109,8 +108,8 @@ export async function loadTask(options: LoadTaskOptions): Promise<LoadedTask> {
 
   const templateMap = render.map;
   const toOriginal = (renderedOffset: number): Position => fromAliased(templateMap.toInput(renderedOffset));
-  const doc: Document.Parsed | undefined = parsed.doc;
-  const locate = (path: DataPath, atKey = false): Position => toOriginal(locatePath(doc, path, atKey));
+  const yaml = parsed;
+  const locate = (path: DataPath, atKey = false): Position => toOriginal(yaml.locate(path, atKey));
 
   for (const p of parsed.problems) {
     diagnostics.push({ severity: 'error', file, path: '', message: p.message, ...toOriginal(p.offset) });
@@ -139,9 +138,8 @@ export async function loadTask(options: LoadTaskOptions): Promise<LoadedTask> {
   diagnostics.push(...normalized.issues.map(toDiagnostic));
   return { task: normalized.task, diagnostics, rendered: render.text, locate, secretValues };
 
-  function locateSecrets(doc: Document.Parsed | undefined): Position {
-    // Before the final render the template map is the first pass's; close enough for this error.
-    return render ? fromAliased(render.map.toInput(locatePath(doc, ['secrets']))) : { line: 1, col: 1 };
+  function locateSecrets(firstPass: ParsedYaml): Position {
+    return render ? fromAliased(render.map.toInput(firstPass.locate(['secrets']))) : { line: 1, col: 1 };
   }
 
   function withoutTask(d: Diagnostic[]): LoadedTask {
