@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'invalid_input' // the user's input is wrong: a task file, a flag, a value
   | 'template' // the task's template failed to parse or execute
   | 'invalid_reference' // an image reference does not follow the grammar
+  | 'backend' // a container engine call failed
   | 'not_found'
   | 'internal';
 
