@@ -3,3 +3,4 @@ export * from './run-context';
 export * from './task';
 export * from './plan';
 export * from './image-ref';
+export * from './run-result';

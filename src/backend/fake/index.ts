@@ -1,0 +1,1 @@
+export { FakeBackend, type FakeAttempt, type FakeCall, type FakeBackendOptions } from './fake-backend';
