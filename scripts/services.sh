@@ -4,7 +4,8 @@
 #   - the Docker Registry 2.0 (Debian's docker-registry, Distribution 2.8) on 127.0.0.1:5000 only
 #   - Redis 7 on 127.0.0.1:6379 only (BullMQ's queues, the run store)
 #   - test base images built locally (no image can be pulled here): busybox, alpine, bash, docker,
-#     tagged under their public names and pushed to 127.0.0.1:5000
+#     and node:20-bookworm-slim (the base of the Kiln service image, see Dockerfile), tagged under
+#     their public names and pushed to 127.0.0.1:5000
 #
 # Idempotent: a service that already answers is left alone, an image that exists is not rebuilt,
 # so a second run takes about a second and changes nothing. Quiet unless something is wrong;
@@ -366,10 +367,48 @@ add_docker_files() {
   install -m 755 "$IMAGE_FILES/docker-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
 }
 
-# import_rootfs ROOT TAG [--change ...]: docker import of a folder, owned by root.
+# node: a stand-in for node:20-bookworm-slim, the Kiln service image's base. The host's own
+# /usr/bin/node goes in with the shared libraries `ldd` lists (same paths, the dynamic loader
+# among them), npm with its /usr/bin links, the host's CA certificates and a `node` user
+# (uid 1000, home /home/node) like the public image's; /tmp (1777) comes with the base root.
+NODE_BIN=/usr/bin/node
+NODE_MODULES_DIR=/usr/lib/node_modules
+add_node_files() {
+  local root="$1" lib version
+  [ -x "$NODE_BIN" ] || die "$NODE_BIN is missing: the node image is built from the host's Node 20"
+  [ -f "$NODE_MODULES_DIR/npm/bin/npm-cli.js" ] || die "$NODE_MODULES_DIR/npm is missing: the node image takes the host's npm"
+  version="$("$NODE_BIN" --version)"
+  case "$version" in v20.*) ;; *) warn "the host's node is $version, not 20.x; it goes into node:20-bookworm-slim anyway" ;; esac
+  install -m 755 "$NODE_BIN" "$root/usr/bin/node"
+  for lib in $(ldd "$NODE_BIN" | grep -oE '/[^ ]+'); do
+    mkdir -p "$root$(dirname -- "$lib")"
+    cp -L -- "$lib" "$root$lib"
+  done
+  mkdir -p "$root$NODE_MODULES_DIR"
+  cp -R -- "$NODE_MODULES_DIR/npm" "$root$NODE_MODULES_DIR/npm"
+  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/bin/npm"
+  ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
+  # The certificates themselves, not links into /usr/share/ca-certificates. npm is told to use
+  # the system bundle (as the host's npm is, by its global npmrc): Node's built-in list lacks
+  # local CAs, such as the one of a TLS-inspecting proxy between this machine and the registry.
+  mkdir -p "$root/etc/ssl"
+  cp -RL -- /etc/ssl/certs "$root/etc/ssl/certs"
+  mkdir -p "$root/usr/etc"
+  echo 'cafile=/etc/ssl/certs/ca-certificates.crt' >"$root/usr/etc/npmrc"
+  printf '%s\n' 'passwd: files' 'group: files' 'hosts: files dns' >"$root/etc/nsswitch.conf"
+  echo 'node:x:1000:1000::/home/node:/bin/sh' >>"$root/etc/passwd"
+  echo 'node:x:1000:' >>"$root/etc/group"
+  mkdir -p "$root/home/node"
+  chown 1000:1000 "$root/home/node"
+}
+
+# import_rootfs ROOT TAG [--change ...]: docker import of a folder, owned by root except for
+# what belongs to uid/gid 1000 (the node user's home), which keeps its ids.
 import_rootfs() {
   local root="$1" tag="$2"; shift 2
-  tar -C "$root" --numeric-owner --owner=0 --group=0 -cf - . |
+  local keep_ids="$WORK_TMP/keep-ids"
+  echo '+1000 +1000' >"$keep_ids"
+  tar -C "$root" --numeric-owner --owner=0 --group=0 --owner-map="$keep_ids" --group-map="$keep_ids" -cf - . |
     docker import --change "ENV $IMAGE_PATH_ENV" "$@" - "$tag" >>"$SVC_LOG/images.log" 2>&1 ||
     { log_tail "$SVC_LOG/images.log"; die "docker import of $tag failed"; }
 }
@@ -420,7 +459,7 @@ push_image() {
   fi
 }
 
-ALL_TAGS=(busybox:latest alpine:latest alpine:3.19 bash:latest docker:latest)
+ALL_TAGS=(busybox:latest alpine:latest alpine:3.19 bash:latest docker:latest node:20-bookworm-slim)
 
 ensure_images() {
   WORK_TMP="$(mktemp -d "$KILN_SERVICES_DIR/tmp.XXXXXX")"
@@ -430,6 +469,7 @@ ensure_images() {
     --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' --change 'CMD ["bash"]'
   build_image docker add_docker_files docker:latest -- \
     --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' --change 'CMD ["sh"]'
+  build_image node add_node_files node:20-bookworm-slim -- --change 'CMD ["node"]'
   local tag id
   for tag in "${ALL_TAGS[@]}"; do push_image "$tag"; done
   # After a rebuild, drop the images the new ones replaced, unless something still uses or
@@ -448,7 +488,7 @@ summary() {
   driver="$(docker info --format '{{.Driver}}' 2>/dev/null || echo '?')"
   redis_version="$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" info server 2>/dev/null |
     sed -n 's/^redis_version:\([^[:space:]]*\).*/\1/p')"
-  echo "services: dockerd $docker_version ($driver), registry $REGISTRY_ADDR, redis ${redis_version:-?} $REDIS_HOST:$REDIS_PORT, images busybox alpine bash docker"
+  echo "services: dockerd $docker_version ($driver), registry $REGISTRY_ADDR, redis ${redis_version:-?} $REDIS_HOST:$REDIS_PORT, images busybox alpine bash docker node"
 }
 
 main() {

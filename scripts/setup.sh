@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set-up for a fresh Debian machine: Node dependencies (from the lock file) and the build.
+# Set-up for a fresh Debian machine: Node dependencies (from the lock file), the build, and the
+# local services that `kiln run` and the tests use (dockerd, a registry on 127.0.0.1:5000, Redis
+# on 127.0.0.1:6379, locally built base images: see scripts/services.sh).
 # Idempotent: run it again after pulling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +12,9 @@ if ! command -v node >/dev/null 2>&1 || ! node -e 'process.exit(+process.version
 fi
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
-echo "setup: ready. Try: npx kiln validate -f examples/hello-world/acb.yaml"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/services.sh
+else
+  echo "setup: not root, so the services were not started; run: sudo bash scripts/services.sh" >&2
+fi
+echo "setup: ready. Try: npx kiln run -f examples/hello-world/acb.yaml"
