@@ -1,0 +1,893 @@
+/**
+ * The Backend on a Docker Engine. This class only sequences Engine calls (engine.ts) with the
+ * payloads the pure converters make (convert.ts), reads their streams (streams.ts,
+ * build-context.ts) and wraps their errors once (errors.ts); it logs every side effect before
+ * and after, with the ids involved.
+ *
+ * Files go into and out of volumes through "helper" containers: created from a one-file local
+ * image and never started (the archive API works on created containers), then removed.
+ */
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import Dockerode from 'dockerode';
+import { parseImageRef } from '../../domain/image-ref';
+import type { PlanBuildStep, PlanCmdStep } from '../../domain/plan';
+import {
+  BackendError,
+  LABEL_RUN,
+  type Backend,
+  type BuildContextSource,
+  type BuildOutcome,
+  type PushOutcome,
+  type RunEnvironment,
+  type RunSpec,
+  type StepExit,
+  type StepIo,
+} from '../types';
+import {
+  WORKSPACE_PATH,
+  authConfigFor,
+  dockerConfigJson,
+  homeVolumeName,
+  networkName,
+  normalizeContextPath,
+  pushTarget,
+  runLabels,
+  secretVolumeName,
+  toBuildOptions,
+  toCreateOptions,
+  workspaceContextDir,
+  workspaceVolumeName,
+  type MountSpec,
+} from './convert';
+import {
+  filterContext,
+  ignoreFileCandidates,
+  pickIgnoreText,
+  readFilesFromTar,
+  spoolTar,
+  type ContextFilterResult,
+} from './build-context';
+import { Engine, type ListedObject, type WaitResult } from './engine';
+import {
+  abortError,
+  engineMessage,
+  isAbortError,
+  isConflict,
+  isNotFound,
+  wrapEngineError,
+  wrapRegistryError,
+  wrapStepError,
+} from './errors';
+import { HELPER_CHANGES, HELPER_IMAGE, HELPER_REPO, HELPER_TAG, helperRootfs, helperSpec, tarOf, type TarFile } from './helper';
+import { RunTracker } from './run-tracker';
+import { LineSplitter, ProgressStreamError, demuxLines, readProgress, type ProgressMessage } from './streams';
+
+/** A pino-compatible logger (the subset used). */
+export interface BackendLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface DockerBackendOptions {
+  /** Default: `new Dockerode()`, which honours DOCKER_HOST (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH). */
+  docker?: Dockerode;
+  /** Seconds between SIGTERM and SIGKILL when a step is stopped. Default 10. */
+  stopGraceSeconds?: number;
+  logger?: BackendLogger;
+}
+
+/** How long output may keep flowing after the container's exit before the stream is cut. */
+const OUTPUT_DRAIN_MS = 10_000;
+/** How long teardown waits for a service's output stream to end once its container is gone. */
+const SERVICE_DRAIN_MS = 5_000;
+/** Rounds (with growing pauses) of removing a run's networks and volumes while they are still in use. */
+const BUSY_ROUNDS = 6;
+const BUSY_DELAY_MS = 150;
+
+const noopLogger: BackendLogger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+
+interface StepIds {
+  runId: string;
+  stepId: string;
+  attempt: number;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError('wait'));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(abortError('wait'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Settles when `promise` does or after `ms`; true when it settled in time. */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A pull or push progress message worth a log line (not the per-layer progress bars). */
+function progressLine(message: ProgressMessage & { status: string }): string | undefined {
+  if (message.progressDetail?.current !== undefined || message.status === 'Downloading' || message.status === 'Extracting') return undefined;
+  if (message.status === 'Pushing' || message.status === 'Waiting' || message.status === 'Preparing') return undefined;
+  return message.id ? `${message.id}: ${message.status}` : message.status;
+}
+
+export class DockerBackend implements Backend {
+  private readonly engine: Engine;
+  private readonly grace: number;
+  private readonly log: BackendLogger;
+  private readonly runs = new RunTracker();
+  private helperImage: Promise<void> | undefined;
+
+  constructor(options: DockerBackendOptions = {}) {
+    this.engine = new Engine(options.docker ?? new Dockerode());
+    this.grace = options.stopGraceSeconds ?? 10;
+    this.log = options.logger ?? noopLogger;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Runs
+
+  async prepareRun(spec: RunSpec, signal: AbortSignal): Promise<RunEnvironment> {
+    const runId = spec.runId;
+    if (signal.aborted) throw abortError(`prepare of run ${runId}`, signal.reason);
+    this.runs.open(runId);
+    const labels = runLabels(runId);
+    const started = Date.now();
+
+    const networks: Record<string, string> = {};
+    const toCreate: { name: string; driver: string; ipv6: boolean }[] = [];
+    let defaultNetwork: string | undefined;
+    if (spec.networks.length === 0) {
+      defaultNetwork = networkName(runId);
+      toCreate.push({ name: defaultNetwork, driver: 'bridge', ipv6: false });
+    }
+    for (const network of spec.networks) {
+      const name = network.skipCreation ? network.name : networkName(runId, network.name);
+      if (!network.skipCreation) {
+        networks[network.name] = name;
+        toCreate.push({ name, driver: network.driver ?? 'bridge', ipv6: network.ipv6 });
+      }
+      if (network.isDefault) defaultNetwork = name;
+    }
+    if (defaultNetwork === undefined) {
+      const first = spec.networks[0];
+      defaultNetwork = first === undefined ? networkName(runId) : (networks[first.name] ?? first.name);
+    }
+
+    const secretVolumes: Record<string, string> = {};
+    for (const volume of spec.volumes) secretVolumes[volume.name] = secretVolumeName(runId, volume.name);
+    const env: RunEnvironment = {
+      runId,
+      defaultNetwork,
+      networks,
+      workspaceVolume: workspaceVolumeName(runId),
+      homeVolume: homeVolumeName(runId),
+      secretVolumes,
+      registryLogins: [...spec.registryLogins],
+      dockerSocket: spec.dockerSocket,
+    };
+
+    // Files to write: the home volume's docker config, each secret volume's files.
+    const files: TarFile[] = [];
+    const helperMounts: MountSpec[] = [];
+    if (spec.registryLogins.length > 0) {
+      helperMounts.push({ Type: 'volume', Source: env.homeVolume, Target: '/kiln/home' });
+      files.push({ path: 'kiln/home/.docker/config.json', content: Buffer.from(dockerConfigJson(spec.registryLogins)), mode: 0o644 });
+    }
+    spec.volumes.forEach((volume, index) => {
+      const entries = Object.entries(volume.secret);
+      if (entries.length === 0) return;
+      helperMounts.push({ Type: 'volume', Source: secretVolumes[volume.name] as string, Target: `/kiln/secret/${index}` });
+      for (const [fileName, base64] of entries) {
+        const relative = normalizeSecretFileName(volume.name, fileName);
+        files.push({ path: `kiln/secret/${index}/${relative}`, content: Buffer.from(base64, 'base64'), mode: 0o644 });
+      }
+    });
+
+    this.log.info({ runId, networks: toCreate.map((n) => n.name), volumes: [env.workspaceVolume, env.homeVolume, ...Object.values(secretVolumes)] }, 'preparing run');
+    const createNetworks = toCreate.map((n) => this.createNetwork(runId, n.name, n.driver, n.ipv6));
+    const createStorage = (async () => {
+      const volumeNames = [env.workspaceVolume, env.homeVolume, ...Object.values(secretVolumes)];
+      const made = await Promise.allSettled([
+        ...volumeNames.map((name) =>
+          this.engine.createVolume(name, labels).catch((err: unknown) => {
+            throw wrapEngineError(err, `creating volume ${name} of run ${runId}`);
+          }),
+        ),
+        files.length > 0 ? this.ensureHelperImage() : Promise.resolve(),
+      ]);
+      const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      if (files.length === 0) return;
+      if (signal.aborted) throw abortError(`prepare of run ${runId}`, signal.reason);
+      await this.withHelper(runId, helperMounts, async (helper) => {
+        await this.engine.putArchive(helper, '/', tarOf(files), signal).catch((err: unknown) => {
+          throw wrapEngineError(err, `writing the home and secret volumes of run ${runId} (helper container ${helper})`);
+        });
+      });
+    })();
+    const results = await Promise.allSettled([...createNetworks, createStorage]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      this.log.warn({ runId, err: errorText(failed.reason) }, 'prepare of run failed');
+      throw failed.reason;
+    }
+    if (signal.aborted) throw abortError(`prepare of run ${runId}`, signal.reason);
+    this.log.info({ runId, defaultNetwork, ms: Date.now() - started }, 'run prepared');
+    return env;
+  }
+
+  private async createNetwork(runId: string, name: string, driver: string, ipv6: boolean): Promise<void> {
+    this.log.debug({ runId, network: name, driver }, 'creating network');
+    try {
+      const id = await this.engine.createNetwork(name, driver, ipv6, runLabels(runId));
+      this.log.debug({ runId, network: name, networkId: id }, 'network created');
+    } catch (err) {
+      // The same run prepared again (a retried prepare): its own network is fine.
+      if (isConflict(err)) {
+        const existing = await this.engine.inspectNetwork(name).catch(() => undefined);
+        if (existing?.Labels?.[LABEL_RUN] === runId) return;
+      }
+      throw wrapEngineError(err, `creating network ${name} of run ${runId}`);
+    }
+  }
+
+  async loadWorkspace(env: RunEnvironment, tar: Readable, signal: AbortSignal): Promise<void> {
+    const started = Date.now();
+    if (signal.aborted) throw abortError(`loading the workspace of run ${env.runId}`, signal.reason);
+    this.log.info({ runId: env.runId, volume: env.workspaceVolume }, 'loading workspace');
+    await this.withHelper(env.runId, [{ Type: 'volume', Source: env.workspaceVolume, Target: WORKSPACE_PATH }], async (helper) => {
+      try {
+        await this.engine.putArchive(helper, WORKSPACE_PATH, tar, signal);
+      } catch (err) {
+        if (signal.aborted || isAbortError(err)) throw abortError(`loading the workspace of run ${env.runId}`, err);
+        throw wrapEngineError(err, `extracting the source into volume ${env.workspaceVolume} of run ${env.runId}`);
+      }
+    });
+    this.log.info({ runId: env.runId, volume: env.workspaceVolume, ms: Date.now() - started }, 'workspace loaded');
+  }
+
+  async teardownRun(env: RunEnvironment | { runId: string }): Promise<void> {
+    const runId = env.runId;
+    const started = Date.now();
+    this.runs.beginTeardown(runId);
+    try {
+      this.log.info({ runId }, 'tearing down run');
+      await this.runs.settle(runId);
+      const removed = await this.removeLabelled(`${LABEL_RUN}=${runId}`, () => true);
+      // Services' output streams end now that their containers are gone.
+      if (!(await this.runs.drainStreams(runId, SERVICE_DRAIN_MS))) this.log.warn({ runId }, 'service output streams still open after teardown');
+      this.log.info({ runId, removed, ms: Date.now() - started }, 'run torn down');
+    } finally {
+      this.runs.endTeardown(runId);
+    }
+  }
+
+  async sweep(liveRunIds: ReadonlySet<string>): Promise<number> {
+    const started = Date.now();
+    this.log.info({ live: liveRunIds.size }, 'sweeping objects of dead runs');
+    const removed = await this.removeLabelled(LABEL_RUN, (labels) => {
+      const runId = labels[LABEL_RUN];
+      return runId !== undefined && !liveRunIds.has(runId) && !this.runs.isClosing(runId);
+    });
+    this.log.info({ removed, ms: Date.now() - started }, 'sweep done');
+    return removed;
+  }
+
+  /**
+   * Removes the containers, then the networks, then the volumes matching `labelFilter` (a Docker
+   * label filter) and `select`; returns how many it removed. Objects already gone or being
+   * removed by someone else are not errors. A network or volume still in use gets a few more
+   * rounds: a container of the run may have appeared meanwhile, and a build's intermediate
+   * container (which carries no label of ours) may still be on the run's network while the
+   * engine cancels the build; such endpoints are cut off the network.
+   */
+  private async removeLabelled(labelFilter: string, select: (labels: Record<string, string>) => boolean): Promise<number> {
+    let removed = 0;
+    const errors: Error[] = [];
+    const attempt = async (kind: string, remove: () => Promise<void>, name: string): Promise<'removed' | 'gone' | 'busy'> => {
+      try {
+        await remove();
+        this.log.debug({ [kind]: name }, `${kind} removed`);
+        return 'removed';
+      } catch (err) {
+        if (isNotFound(err)) return 'gone';
+        const message = engineMessage(err);
+        if (isConflict(err) && /in progress/i.test(message)) return 'gone';
+        if (isConflict(err) || /in use|active endpoints/i.test(message)) return 'busy';
+        errors.push(wrapEngineError(err, `removing ${kind} ${name}`));
+        return 'gone';
+      }
+    };
+    const list = async (what: string, fn: () => Promise<ListedObject[]>): Promise<ListedObject[]> => {
+      try {
+        return (await fn()).filter((o) => select(o.labels));
+      } catch (err) {
+        throw wrapEngineError(err, `listing ${what} labelled ${labelFilter}`);
+      }
+    };
+    for (let round = 1; ; round++) {
+      const containers = await list('containers', () => this.engine.listContainers(labelFilter));
+      const containerResults = await Promise.all(containers.map((c) => attempt('container', () => this.engine.removeContainer(c.id), c.name)));
+      removed += containerResults.filter((r) => r === 'removed').length;
+      const [networks, volumes] = await Promise.all([
+        list('networks', () => this.engine.listNetworks(labelFilter)),
+        list('volumes', () => this.engine.listVolumes(labelFilter)),
+      ]);
+      const busyNetworks: ListedObject[] = [];
+      const results = await Promise.all([
+        ...networks.map(async (n) => {
+          const result = await attempt('network', () => this.engine.removeNetwork(n.id), n.name);
+          if (result === 'busy') busyNetworks.push(n);
+          return result;
+        }),
+        ...volumes.map((v) => attempt('volume', () => this.engine.removeVolume(v.name), v.name)),
+      ]);
+      removed += results.filter((r) => r === 'removed').length;
+      if (!results.includes('busy')) break;
+      if (round >= BUSY_ROUNDS) {
+        errors.push(new BackendError(`networks or volumes labelled ${labelFilter} are still in use after ${round} attempts to remove them`, { infrastructure: true }));
+        break;
+      }
+      await Promise.all(busyNetworks.map((n) => this.disconnectAll(n)));
+      await sleep(BUSY_DELAY_MS * round);
+    }
+    if (errors.length > 0) throw errors[0];
+    return removed;
+  }
+
+  /** Cuts every endpoint off a network (containers that are not ours, e.g. a build's intermediate container). */
+  private async disconnectAll(network: ListedObject): Promise<void> {
+    const info = await this.engine.inspectNetwork(network.id).catch(() => undefined);
+    await Promise.all(
+      Object.entries(info?.Containers ?? {}).map(async ([container, endpoint]) => {
+        this.log.warn({ network: network.name, container: endpoint.Name ?? container }, 'disconnecting a container from a network being removed');
+        await this.engine.disconnectNetwork(network.id, container).catch(() => undefined);
+      }),
+    );
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Steps
+
+  async runStep(env: RunEnvironment, step: PlanCmdStep, io: StepIo): Promise<StepExit> {
+    const ids: StepIds = { runId: env.runId, stepId: step.id, attempt: io.attempt };
+    const started = Date.now();
+    const { id, name } = await this.createStepContainer(env, step, io, ids);
+    try {
+      const exit = await this.attachStartWait(id, name, ids, io);
+      this.log.info({ ...ids, container: name, exitCode: exit.exitCode, oomKilled: exit.oomKilled, ms: Date.now() - started }, 'step container exited');
+      return exit;
+    } finally {
+      if (!step.keep) this.removeInBackground(env.runId, id, name);
+    }
+  }
+
+  async startService(env: RunEnvironment, step: PlanCmdStep, io: StepIo): Promise<void> {
+    const ids: StepIds = { runId: env.runId, stepId: step.id, attempt: io.attempt };
+    const { id, name } = await this.createStepContainer(env, step, io, ids);
+    let output: IncomingMessage;
+    try {
+      output = await this.engine.attach(id);
+    } catch (err) {
+      throw wrapEngineError(err, `attaching to container ${name} of step ${step.id} (run ${env.runId})`);
+    }
+    const streaming = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line)).catch((err: unknown) => {
+      this.log.debug({ ...ids, container: name, err: errorText(err) }, 'service output stream ended with an error');
+    });
+    this.runs.trackStream(env.runId, streaming);
+    if (io.signal.aborted) {
+      output.destroy();
+      throw abortError(`starting service ${step.id}`, io.signal.reason);
+    }
+    this.log.debug({ ...ids, container: name }, 'starting service container');
+    try {
+      await this.engine.start(id);
+    } catch (err) {
+      output.destroy();
+      throw wrapStepError(err, `starting container ${name} of service ${step.id} (run ${env.runId})`);
+    }
+    this.log.info({ ...ids, container: name, containerId: id }, 'service container started');
+    if (io.signal.aborted) {
+      await this.stopContainer(id, name, ids);
+      throw abortError(`starting service ${step.id}`, io.signal.reason);
+    }
+  }
+
+  /**
+   * Creates the container of one attempt of a `cmd` step, pulling its image first with
+   * `step.pull`, or when the engine does not have it.
+   */
+  private async createStepContainer(env: RunEnvironment, step: PlanCmdStep, io: StepIo, ids: StepIds): Promise<{ id: string; name: string }> {
+    const { name, spec } = toCreateOptions(env, step, io.attempt);
+    if (io.signal.aborted) throw abortError(`step ${step.id}`, io.signal.reason);
+    const pullOptions = { retries: step.downloadRetries, delaySeconds: step.downloadRetryDelay };
+    if (step.pull) await this.pullImage(step.image, env, pullOptions, io, ids);
+
+    // A repeat of the same attempt reuses the name: wait for the previous container's removal.
+    await this.runs.removalOf(name);
+    let candidate = name;
+    let pulled = step.pull;
+    for (let tries = 0; ; tries++) {
+      this.runs.assertOpen(env.runId, `creating the container of step ${step.id}`);
+      if (io.signal.aborted) throw abortError(`step ${step.id}`, io.signal.reason);
+      this.log.debug({ ...ids, container: candidate, image: step.image }, 'creating container');
+      try {
+        const id = await this.runs.track(env.runId, this.engine.createContainer(candidate, spec));
+        this.log.debug({ ...ids, container: candidate, containerId: id }, 'container created');
+        return { id, name: candidate };
+      } catch (err) {
+        if (isNotFound(err) && /no such image/i.test(engineMessage(err)) && !pulled) {
+          io.onLine('stderr', `Unable to find image '${step.image}' locally`);
+          await this.pullImage(step.image, env, pullOptions, io, ids);
+          pulled = true;
+          continue;
+        }
+        // A kept container of an earlier repeat holds the name: take another one.
+        if (isConflict(err) && /already in use/i.test(engineMessage(err)) && tries < 5) {
+          candidate = `${name}-${tries + 2}`;
+          continue;
+        }
+        throw wrapStepError(err, `creating the container of step ${step.id} (run ${env.runId}, attempt ${io.attempt}, image ${step.image})`);
+      }
+    }
+  }
+
+  /**
+   * Attaches (before the start, so that no output is lost), registers a wait for the exit,
+   * starts, waits, and makes sure every line of output has been delivered before resolving.
+   */
+  private async attachStartWait(id: string, name: string, ids: StepIds, io: StepIo): Promise<StepExit> {
+    const waitAbort = new AbortController();
+    const [attached, waiting] = await Promise.allSettled([this.engine.attach(id), this.engine.waitForNextExit(id, waitAbort.signal)]);
+    if (attached.status === 'rejected' || waiting.status === 'rejected') {
+      if (attached.status === 'fulfilled') attached.value.destroy();
+      waitAbort.abort();
+      const reason = attached.status === 'rejected' ? attached.reason : (waiting as PromiseRejectedResult).reason;
+      throw wrapEngineError(reason, `attaching to container ${name} of step ${ids.stepId} (run ${ids.runId})`);
+    }
+    const output = attached.value;
+    const lines = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line));
+    lines.catch(() => undefined);
+    const giveUp = async (): Promise<void> => {
+      output.destroy();
+      waitAbort.abort();
+      await lines.catch(() => undefined);
+    };
+
+    if (io.signal.aborted) {
+      await giveUp();
+      throw abortError(`step ${ids.stepId}`, io.signal.reason);
+    }
+    let stopping: Promise<void> | undefined;
+    const onAbort = (): void => {
+      stopping ??= this.stopContainer(id, name, ids);
+    };
+    io.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      this.log.debug({ ...ids, container: name }, 'starting container');
+      try {
+        await this.engine.start(id);
+      } catch (err) {
+        await giveUp();
+        if (stopping) throw abortError(`step ${ids.stepId}`, err);
+        return this.startFailure(err, name, ids, io);
+      }
+      let result: WaitResult;
+      try {
+        result = await waiting.value.exit;
+      } catch (err) {
+        await giveUp();
+        if (stopping) {
+          await stopping;
+          throw abortError(`step ${ids.stepId}`, io.signal.reason);
+        }
+        throw wrapEngineError(err, `waiting for container ${name} of step ${ids.stepId} (run ${ids.runId})`);
+      }
+      if (!(await settledWithin(lines, OUTPUT_DRAIN_MS))) {
+        this.log.warn({ ...ids, container: name }, `output still open ${OUTPUT_DRAIN_MS} ms after the exit; cutting it`);
+        output.destroy();
+      }
+      await lines.catch((err: unknown) => this.log.warn({ ...ids, container: name, err: errorText(err) }, 'output stream failed'));
+      if (stopping) {
+        await stopping;
+        throw abortError(`step ${ids.stepId}`, io.signal.reason);
+      }
+      if (result.Error?.Message) {
+        throw new BackendError(`waiting for container ${name} of step ${ids.stepId}: ${result.Error.Message}`, { infrastructure: true });
+      }
+      const exitCode = result.StatusCode;
+      // Only a SIGKILL (137) can be the OOM killer's: inspect just then, sparing the round trip otherwise.
+      let oomKilled = false;
+      if (exitCode === 137) {
+        oomKilled = await this.engine
+          .containerState(id)
+          .then((state) => state.OOMKilled)
+          .catch(() => false);
+      }
+      return { exitCode, oomKilled };
+    } finally {
+      io.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * A container that would not start. As `docker run` does, a command that is missing or not
+   * executable is the step's exit code 127/126 (other refusals: 125) with the daemon's message
+   * on stderr; the engine's own failures are infrastructure errors.
+   */
+  private startFailure(err: unknown, name: string, ids: StepIds, io: StepIo): StepExit {
+    const wrapped = wrapStepError(err, `starting container ${name} of step ${ids.stepId} (run ${ids.runId})`);
+    if (!(wrapped instanceof BackendError) || wrapped.infrastructure) throw wrapped;
+    const message = engineMessage(err);
+    let exitCode = 125;
+    if (/executable file not found|no such file or directory|cannot find the file/i.test(message)) exitCode = 127;
+    else if (/permission denied|is a directory/i.test(message)) exitCode = 126;
+    this.log.info({ ...ids, container: name, exitCode, err: message }, 'container did not start');
+    io.onLine('stderr', `docker: Error response from daemon: ${message}`);
+    return { exitCode, oomKilled: false };
+  }
+
+  private async stopContainer(id: string, name: string, ids: StepIds): Promise<void> {
+    const started = Date.now();
+    this.log.info({ ...ids, container: name, grace: this.grace }, 'stopping container');
+    try {
+      await this.engine.stop(id, this.grace);
+      this.log.info({ ...ids, container: name, ms: Date.now() - started }, 'container stopped');
+    } catch (err) {
+      if (isNotFound(err)) return;
+      this.log.warn({ ...ids, container: name, err: errorText(err) }, 'stopping container failed');
+    }
+  }
+
+  private removeInBackground(runId: string, id: string, name: string): void {
+    this.log.debug({ runId, container: name }, 'removing container');
+    const removal = this.engine.removeContainer(id).then(
+      () => this.log.debug({ runId, container: name }, 'container removed'),
+      (err: unknown) => {
+        if (!isNotFound(err) && !isConflict(err)) this.log.warn({ runId, container: name, err: errorText(err) }, 'removing container failed');
+      },
+    );
+    this.runs.trackRemoval(runId, name, removal);
+  }
+
+  private async pullImage(
+    image: string,
+    env: RunEnvironment,
+    options: { retries: number; delaySeconds: number },
+    io: StepIo,
+    ids: StepIds,
+  ): Promise<void> {
+    const ref = parseImageRef(image);
+    const query = ref.digest !== undefined ? { fromImage: `${ref.registry}/${ref.repository}@${ref.digest}` } : { fromImage: `${ref.registry}/${ref.repository}`, tag: ref.tag ?? 'latest' };
+    const auth = authConfigFor(image, env.registryLogins);
+    for (let attempt = 1; ; attempt++) {
+      const started = Date.now();
+      this.log.info({ ...ids, image, attempt }, 'pulling image');
+      try {
+        const progress = await this.engine.pull(query, auth, io.signal);
+        await readProgress(progress as AsyncIterable<Buffer>, {
+          onStatus: (message) => {
+            const line = progressLine(message);
+            if (line !== undefined) io.onLine('stderr', line);
+          },
+        });
+        this.log.info({ ...ids, image, ms: Date.now() - started }, 'image pulled');
+        return;
+      } catch (err) {
+        if (io.signal.aborted || isAbortError(err)) throw abortError(`pull of ${image}`, err);
+        const wrapped = wrapRegistryError(err, 'pull', image);
+        this.log.warn({ ...ids, image, attempt, err: wrapped.message }, 'pull failed');
+        const transient = wrapped instanceof BackendError && wrapped.transient && !wrapped.infrastructure;
+        if (!transient || attempt > options.retries) throw wrapped;
+        io.onLine('stderr', `kiln: ${wrapped.message}; trying again in ${options.delaySeconds} s (attempt ${attempt + 1} of ${options.retries + 1})`);
+        await sleep(options.delaySeconds * 1000, io.signal);
+      }
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Images
+
+  async buildImage(env: RunEnvironment, step: PlanBuildStep, context: BuildContextSource, io: StepIo): Promise<BuildOutcome> {
+    const ids: StepIds = { runId: env.runId, stepId: step.id, attempt: io.attempt };
+    const started = Date.now();
+    const { query, registryConfig } = toBuildOptions(step, env.registryLogins, env);
+    const dockerfile = normalizeContextPath(step.dockerfile);
+    if (io.signal.aborted) throw abortError(`build step ${step.id}`, io.signal.reason);
+    this.log.info({ ...ids, tags: step.tags, context: context.kind === 'workspace' ? context.path : 'tar', dockerfile }, 'building image');
+
+    let outcome: BuildOutcome;
+    if (context.kind === 'workspace') {
+      const dir = workspaceContextDir(context.path);
+      outcome = await this.withHelper(env.runId, [{ Type: 'volume', Source: env.workspaceVolume, Target: WORKSPACE_PATH, ReadOnly: true }], async (helper) => {
+        const candidates = ignoreFileCandidates(dockerfile);
+        const found = new Map<string, string>();
+        await Promise.all(
+          candidates.map(async (candidate) => {
+            const text = await this.readWorkspaceFile(helper, `${dir}/${candidate}`, io.signal);
+            if (text !== undefined) found.set(candidate, text);
+          }),
+        );
+        let archive: IncomingMessage;
+        try {
+          archive = await this.engine.getArchive(helper, dir, io.signal);
+        } catch (err) {
+          if (isNotFound(err)) {
+            throw new BackendError(`build context "${context.path}" of step ${step.id} does not exist in the workspace (${dir})`, { infrastructure: false, cause: err });
+          }
+          throw wrapEngineError(err, `reading build context ${dir} of step ${step.id} (run ${env.runId})`);
+        }
+        return this.build(archive, { dockerfile, ignoreText: pickIgnoreText(dockerfile, found), stripFirstComponent: true }, query, registryConfig, step, io, ids);
+      });
+    } else {
+      // The ignore file that decides what is sent may come last in the tar: spool it to disk first.
+      const onAbort = (): void => void context.tar.destroy(abortError(`build step ${step.id}`));
+      io.signal.addEventListener('abort', onAbort, { once: true });
+      let spool: Awaited<ReturnType<typeof spoolTar>>;
+      let found: Map<string, string>;
+      try {
+        spool = await spoolTar(context.tar);
+      } catch (err) {
+        throw badContext(err, step, io.signal);
+      } finally {
+        io.signal.removeEventListener('abort', onAbort);
+      }
+      try {
+        found = await readFilesFromTar(spool.open(), ignoreFileCandidates(dockerfile), false).catch((err: unknown) => {
+          throw badContext(err, step, io.signal);
+        });
+        outcome = await this.build(spool.open(), { dockerfile, ignoreText: pickIgnoreText(dockerfile, found), stripFirstComponent: false }, query, registryConfig, step, io, ids);
+      } finally {
+        await spool.dispose();
+      }
+    }
+    this.log.info({ ...ids, imageId: outcome.imageId, tags: step.tags, ms: Date.now() - started }, 'image built');
+    return outcome;
+  }
+
+  /** A file of the workspace through a helper container; undefined when there is none. */
+  private async readWorkspaceFile(helper: string, path: string, signal: AbortSignal): Promise<string | undefined> {
+    let archive: IncomingMessage;
+    try {
+      archive = await this.engine.getArchive(helper, path, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw wrapEngineError(err, `reading ${path} of the workspace`);
+    }
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    const files = await readFilesFromTar(archive, [name], false);
+    return files.get(name);
+  }
+
+  private async build(
+    source: Readable,
+    filter: { dockerfile: string; ignoreText: string | undefined; stripFirstComponent: boolean },
+    query: ReturnType<typeof toBuildOptions>['query'],
+    registryConfig: Record<string, unknown>,
+    step: PlanBuildStep,
+    io: StepIo,
+    ids: StepIds,
+  ): Promise<BuildOutcome> {
+    const filtered = filterContext(source, {
+      dockerfile: filter.dockerfile,
+      stripFirstComponent: filter.stripFirstComponent,
+      ...(filter.ignoreText !== undefined ? { ignoreText: filter.ignoreText } : {}),
+    });
+    const onAbort = (): void => {
+      source.destroy();
+      filtered.tar.destroy();
+    };
+    io.signal.addEventListener('abort', onAbort, { once: true });
+    let imageId: string | undefined;
+    let shortId: string | undefined;
+    const splitter = new LineSplitter((line) => {
+      const m = /^Successfully built ([0-9a-f]{12,64})\s*$/.exec(line);
+      if (m) shortId = m[1];
+      io.onLine('stdout', line);
+    });
+    let contextResult: ContextFilterResult | undefined;
+    let contextError: unknown;
+    const contextDone = filtered.done.then(
+      (r) => {
+        contextResult = r;
+      },
+      (err: unknown) => {
+        contextError = err;
+      },
+    );
+    try {
+      try {
+        const response = await this.engine.build(query, registryConfig, filtered.tar, io.signal);
+        await readProgress(response as AsyncIterable<Buffer>, {
+          onStream: (text) => splitter.write(text),
+          onAux: (aux) => {
+            if (typeof aux.ID === 'string') imageId = aux.ID;
+          },
+        });
+        splitter.end();
+      } catch (err) {
+        splitter.end();
+        await settledWithin(contextDone, 5000);
+        if (io.signal.aborted || isAbortError(err)) throw abortError(`build step ${step.id}`, err);
+        if (contextError instanceof BackendError) throw contextError;
+        if (contextResult && contextResult.dockerfile === undefined) throw missingDockerfile(step, filter.dockerfile, err);
+        if (err instanceof ProgressStreamError) {
+          throw new BackendError(`build step ${step.id} failed: ${err.message}`, { infrastructure: false, cause: err });
+        }
+        if (contextError !== undefined) throw wrapEngineError(contextError, `reading the build context of step ${step.id}`);
+        throw wrapEngineError(err, `build step ${step.id} (run ${ids.runId})`);
+      }
+      await contextDone;
+      if (contextError !== undefined) throw wrapEngineError(contextError, `reading the build context of step ${step.id}`);
+      if (!contextResult || contextResult.dockerfile === undefined) throw missingDockerfile(step, filter.dockerfile);
+      if (imageId === undefined && shortId !== undefined) {
+        imageId = await this.engine.inspectImage(shortId).then(
+          (info) => info.Id,
+          () => `sha256:${shortId}`,
+        );
+      }
+      if (imageId === undefined) throw new BackendError(`build step ${step.id} finished without reporting an image id`, { infrastructure: true });
+      return { imageId, dockerfile: contextResult.dockerfile };
+    } finally {
+      io.signal.removeEventListener('abort', onAbort);
+      source.destroy();
+    }
+  }
+
+  async pushImage(env: RunEnvironment, image: string, io: StepIo): Promise<PushOutcome> {
+    const { name, tag } = pushTarget(image);
+    const started = Date.now();
+    if (io.signal.aborted) throw abortError(`push of ${image}`, io.signal.reason);
+    this.log.info({ runId: env.runId, image, attempt: io.attempt }, 'pushing image');
+    let digest: string | undefined;
+    try {
+      const progress = await this.engine.push(name, tag, authConfigFor(image, env.registryLogins), io.signal);
+      await readProgress(progress as AsyncIterable<Buffer>, {
+        onStatus: (message) => {
+          const line = progressLine(message);
+          if (line !== undefined) io.onLine('stdout', line);
+        },
+        onAux: (aux) => {
+          if (typeof aux.Digest === 'string') digest = aux.Digest;
+        },
+      });
+    } catch (err) {
+      if (io.signal.aborted || isAbortError(err)) throw abortError(`push of ${image}`, err);
+      const wrapped = wrapRegistryError(err, 'push', image);
+      this.log.warn({ runId: env.runId, image, err: wrapped.message }, 'push failed');
+      throw wrapped;
+    }
+    if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest)) {
+      throw new BackendError(`push of image "${image}" ended without a valid digest (got ${digest === undefined ? 'none' : JSON.stringify(digest)})`, {
+        infrastructure: false,
+        transient: true,
+      });
+    }
+    this.log.info({ runId: env.runId, image, digest, ms: Date.now() - started }, 'image pushed');
+    return { digest };
+  }
+
+  async imageDigest(image: string): Promise<string | undefined> {
+    const ref = parseImageRef(image);
+    let info: { RepoDigests?: string[] | null };
+    try {
+      info = await this.engine.inspectImage(image);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw wrapEngineError(err, `inspecting image ${image}`);
+    }
+    for (const entry of info.RepoDigests ?? []) {
+      try {
+        const candidate = parseImageRef(entry);
+        if (candidate.registry.toLowerCase() === ref.registry.toLowerCase() && candidate.repository === ref.repository && candidate.digest) {
+          return candidate.digest;
+        }
+      } catch {
+        // An entry we cannot parse names no repository of ours.
+      }
+    }
+    return undefined;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Helpers
+
+  /** Makes sure the helper image exists (once per process; again if someone removed it). */
+  private ensureHelperImage(): Promise<void> {
+    this.helperImage ??= (async () => {
+      try {
+        await this.engine.inspectImage(HELPER_IMAGE);
+        return;
+      } catch (err) {
+        if (!isNotFound(err)) throw wrapEngineError(err, `inspecting the helper image ${HELPER_IMAGE}`);
+      }
+      this.log.info({ image: HELPER_IMAGE }, 'creating the helper image');
+      try {
+        const progress = await this.engine.importImage(helperRootfs(), HELPER_REPO, HELPER_TAG, HELPER_CHANGES);
+        await readProgress(progress as AsyncIterable<Buffer>);
+      } catch (err) {
+        throw wrapEngineError(err, `creating the helper image ${HELPER_IMAGE}`);
+      }
+      this.log.info({ image: HELPER_IMAGE }, 'helper image created');
+    })();
+    const made = this.helperImage;
+    made.catch(() => {
+      if (this.helperImage === made) this.helperImage = undefined;
+    });
+    return made;
+  }
+
+  /** Runs `fn` with a helper container (created, never started) that mounts `mounts`; removes it afterwards. */
+  private async withHelper<T>(runId: string, mounts: MountSpec[], fn: (helper: string) => Promise<T>): Promise<T> {
+    this.runs.assertOpen(runId, 'creating a helper container');
+    const spec = helperSpec(runId, mounts);
+    let id: string | undefined;
+    for (let tries = 0; id === undefined; tries++) {
+      await this.ensureHelperImage();
+      try {
+        id = await this.runs.track(runId, this.engine.createContainer(undefined, spec));
+      } catch (err) {
+        // The helper image was removed behind our back: make it again, once.
+        if (tries === 0 && isNotFound(err) && /no such image/i.test(engineMessage(err))) {
+          this.helperImage = undefined;
+          continue;
+        }
+        throw wrapEngineError(err, `creating a helper container for run ${runId}`);
+      }
+    }
+    this.log.debug({ runId, helper: id }, 'helper container created');
+    try {
+      return await fn(id);
+    } finally {
+      this.removeInBackground(runId, id, `helper ${id.slice(0, 12)}`);
+    }
+  }
+}
+
+/** A tar context that could not be read: the source's fault (a broken download), unless aborted. */
+function badContext(err: unknown, step: PlanBuildStep, signal: AbortSignal): Error {
+  if (err instanceof BackendError || isAbortError(err)) return err as Error;
+  if (signal.aborted) return abortError(`build step ${step.id}`, err);
+  // Spooling goes to the local disk: a full disk is this host's fault.
+  const infrastructure = typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOSPC';
+  return new BackendError(`reading the build context of step ${step.id}: ${errorText(err)}`, { infrastructure, cause: err });
+}
+
+function missingDockerfile(step: PlanBuildStep, dockerfile: string, cause?: unknown): BackendError {
+  const where = step.context.kind === 'workspace' ? `"${step.context.path}"` : `of step ${step.id}`;
+  return new BackendError(`the build context ${where} has no Dockerfile "${dockerfile}" (step ${step.id})`, { infrastructure: false, cause });
+}
+
+/** A secret volume's file name as a safe relative path (no `..`, no absolute path). */
+function normalizeSecretFileName(volume: string, fileName: string): string {
+  try {
+    const path = normalizeContextPath(fileName);
+    if (path !== '') return path;
+  } catch {
+    // reported below
+  }
+  throw new BackendError(`secret volume "${volume}": invalid file name "${fileName}"`, { infrastructure: false });
+}

@@ -1,0 +1,318 @@
+/** The pure converters of the Docker backend, table-tested without a daemon. */
+import {
+  authConfigFor,
+  containerName,
+  dockerConfigJson,
+  networkName,
+  normalizeContextPath,
+  pushTarget,
+  registryConfig,
+  resolveNetwork,
+  runLabels,
+  safeName,
+  secretVolumeName,
+  toBuildOptions,
+  toCreateOptions,
+  toPortConfig,
+  workspaceContextDir,
+} from '../../../src/backend/docker/convert';
+import { BackendError, type RegistryLogin, type RunEnvironment } from '../../../src/backend/types';
+import { buildStep, cmdStep } from './fixtures';
+
+const DOCKER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+const env: RunEnvironment = {
+  runId: 'r1',
+  defaultNetwork: 'kiln-r1',
+  networks: { backend: 'kiln-r1-backend' },
+  workspaceVolume: 'kiln-r1-workspace',
+  homeVolume: 'kiln-r1-home',
+  secretVolumes: { creds: 'kiln-r1-secret-creds' },
+  registryLogins: [],
+  dockerSocket: false,
+};
+
+const logins: RegistryLogin[] = [
+  { registry: 'myreg.azurecr.io', username: 'u1', password: 'p1' },
+  { registry: 'https://index.docker.io/v1/', username: 'hub', password: 'hubpw' },
+];
+
+describe('names', () => {
+  test.each([
+    // [runId, stepId, attempt]: valid, readable and distinct names
+    ['r1', 'build', 1],
+    ['r1', 'build', 2],
+    ['r1', 'acb_step_0', 1],
+    ['run with spaces/and:colons', 'step', 1],
+    ['-leading-dash', 'x', 3],
+    ['a'.repeat(300), 'b'.repeat(300), 1],
+  ])('containerName(%s, %s, %d) is a valid Docker name', (runId, stepId, attempt) => {
+    const name = containerName(runId, stepId, attempt);
+    expect(name).toMatch(DOCKER_NAME);
+    expect(name.length).toBeLessThanOrEqual(110);
+    expect(name.startsWith('kiln-')).toBe(true);
+  });
+
+  test('container names differ for every run/step/attempt, also when sanitising makes ids look alike', () => {
+    const names = [
+      containerName('r1', 'a', 1),
+      containerName('r1', 'a', 2),
+      containerName('r1', 'b', 1),
+      containerName('r2', 'a', 1),
+      containerName('r1', 'a b', 1),
+      containerName('r1', 'a_b', 1),
+      containerName('r-a', 'b', 1),
+      containerName('r', 'a-b', 1),
+    ];
+    expect(new Set(names).size).toBe(names.length);
+    expect(containerName('r1', 'a', 1)).toBe(containerName('r1', 'a', 1));
+  });
+
+  test.each([
+    // [raw, expected]: valid names stay as they are; others get sanitised plus a hash
+    ['kiln-r1', 'kiln-r1'],
+    ['kiln-r1-my.net_1', 'kiln-r1-my.net_1'],
+  ])('safeName(%s) = %s', (raw, expected) => {
+    expect(safeName(raw)).toBe(expected);
+  });
+
+  test('safeName sanitises, and two raw names that sanitise alike stay apart', () => {
+    expect(safeName('kiln-r/1')).toMatch(/^kiln-r_1-[0-9a-f]{8}$/);
+    expect(safeName('kiln-r/1')).not.toBe(safeName('kiln-r:1'));
+    expect(safeName('_x')).toMatch(DOCKER_NAME);
+  });
+
+  test('network and volume names', () => {
+    expect(networkName('r1')).toBe('kiln-r1');
+    expect(networkName('r1', 'backend')).toBe('kiln-r1-backend');
+    expect(secretVolumeName('r1', 'creds')).toBe('kiln-r1-secret-creds');
+  });
+
+  test('labels', () => {
+    expect(runLabels('r1')).toEqual({ 'kiln.run': 'r1' });
+    expect(runLabels('r1', { stepId: 's', attempt: 2 })).toEqual({ 'kiln.run': 'r1', 'kiln.step': 's', 'kiln.attempt': '2' });
+  });
+});
+
+describe('registry credentials', () => {
+  test.each([
+    // [image, expected authconfig]
+    ['myreg.azurecr.io/app:1', { username: 'u1', password: 'p1', serveraddress: 'myreg.azurecr.io' }],
+    ['MyReg.AzureCR.io/app:1', { username: 'u1', password: 'p1', serveraddress: 'myreg.azurecr.io' }],
+    ['busybox', { username: 'hub', password: 'hubpw', serveraddress: 'https://index.docker.io/v1/' }],
+    ['docker.io/library/node:20', { username: 'hub', password: 'hubpw', serveraddress: 'https://index.docker.io/v1/' }],
+    ['127.0.0.1:5000/app:1', {}], // anonymous: empty credentials, still sent
+  ])('authConfigFor(%s)', (image, expected) => {
+    expect(authConfigFor(image, logins)).toEqual(expected);
+  });
+
+  test('dockerConfigJson is what `docker login` writes', () => {
+    const config = JSON.parse(dockerConfigJson(logins)) as { auths: Record<string, { auth: string }> };
+    expect(Object.keys(config.auths)).toEqual(['myreg.azurecr.io', 'https://index.docker.io/v1/']);
+    expect(Buffer.from(config.auths['myreg.azurecr.io']?.auth ?? '', 'base64').toString()).toBe('u1:p1');
+    expect(JSON.parse(dockerConfigJson([]))).toEqual({ auths: {} });
+  });
+
+  test('registryConfig keys every login by server address', () => {
+    expect(registryConfig(logins)).toEqual({
+      'myreg.azurecr.io': { username: 'u1', password: 'p1', serveraddress: 'myreg.azurecr.io' },
+      'https://index.docker.io/v1/': { username: 'hub', password: 'hubpw', serveraddress: 'https://index.docker.io/v1/' },
+    });
+  });
+});
+
+describe('toCreateOptions', () => {
+  test('a plain step: image, args, env with HOME, workspace and home mounts, the run network with the step id as alias', () => {
+    const { name, spec } = toCreateOptions(env, cmdStep({ id: 'test', args: ['go', 'test', './...'], env: ['A=1'] }), 2);
+    expect(name).toBe(containerName('r1', 'test', 2));
+    expect(spec).toEqual({
+      Image: 'docker.io/library/busybox:latest',
+      Cmd: ['go', 'test', './...'],
+      Env: ['A=1', 'HOME=/acb/home'],
+      WorkingDir: '/workspace',
+      Labels: { 'kiln.run': 'r1', 'kiln.step': 'test', 'kiln.attempt': '2' },
+      AttachStdin: false,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      OpenStdin: false,
+      HostConfig: {
+        Mounts: [
+          { Type: 'volume', Source: 'kiln-r1-workspace', Target: '/workspace' },
+          { Type: 'volume', Source: 'kiln-r1-home', Target: '/acb/home' },
+        ],
+        NetworkMode: 'kiln-r1',
+        Privileged: false,
+        Init: true,
+        AutoRemove: false,
+      },
+      NetworkingConfig: { EndpointsConfig: { 'kiln-r1': { Aliases: ['test'] } } },
+    });
+  });
+
+  test.each([
+    // [what, step overrides, env overrides, expected fragment of the spec]
+    ['no args: the image CMD', { args: [] }, {}, { Cmd: undefined }],
+    ['entryPoint', { entryPoint: 'sh', args: ['-c', 'true'] }, {}, { Entrypoint: ['sh'], Cmd: ['-c', 'true'] }],
+    ['the step sets HOME', { env: ['HOME=/root', 'B=2'] }, {}, { Env: ['HOME=/root', 'B=2'] }],
+    ['working directory kept from the image', { disableWorkingDirectoryOverride: true }, {}, { WorkingDir: undefined }],
+    ['user', { user: '1000:1000' }, {}, { User: '1000:1000' }],
+    ['a task network', { network: 'backend' }, {}, { HostConfig: expect.objectContaining({ NetworkMode: 'kiln-r1-backend' }) }],
+    ['a network the run did not create', { network: 'shared-net' }, {}, { NetworkingConfig: { EndpointsConfig: { 'shared-net': { Aliases: ['step'] } } } }],
+    ['host network: no alias', { network: 'host' }, {}, { NetworkingConfig: undefined, HostConfig: expect.objectContaining({ NetworkMode: 'host' }) }],
+    ['privileged', { privileged: true }, {}, { HostConfig: expect.objectContaining({ Privileged: true }) }],
+    ['cpus', { cpus: '1.5' }, {}, { HostConfig: expect.objectContaining({ NanoCpus: 1_500_000_000 }) }],
+    ['isolation', { isolation: 'default' }, {}, { HostConfig: expect.objectContaining({ Isolation: 'default' }) }],
+    [
+      'a secret volume, read-only',
+      { volumeMounts: [{ name: 'creds', mountPath: '/run/creds' }] },
+      {},
+      { HostConfig: expect.objectContaining({ Mounts: expect.arrayContaining([{ Type: 'volume', Source: 'kiln-r1-secret-creds', Target: '/run/creds', ReadOnly: true }]) }) },
+    ],
+    [
+      'the docker socket',
+      {},
+      { dockerSocket: true },
+      { HostConfig: expect.objectContaining({ Mounts: expect.arrayContaining([{ Type: 'bind', Source: '/var/run/docker.sock', Target: '/var/run/docker.sock' }]) }) },
+    ],
+    [
+      'ports and expose',
+      { ports: ['8080:80'], expose: ['9000'] },
+      {},
+      {
+        ExposedPorts: { '80/tcp': {}, '9000/tcp': {} },
+        HostConfig: expect.objectContaining({ PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '8080' }] } }),
+      },
+    ],
+  ])('%s', (_what, overrides, envOverrides, expected) => {
+    const { spec } = toCreateOptions({ ...env, ...envOverrides }, cmdStep(overrides), 1);
+    for (const [key, value] of Object.entries(expected)) expect((spec as unknown as Record<string, unknown>)[key]).toEqual(value);
+  });
+
+  test.each([
+    // [what, step overrides, message]
+    ['an undeclared volume', { volumeMounts: [{ name: 'nope', mountPath: '/x' }] }, 'mounts volume "nope"'],
+    ['bad cpus', { cpus: 'lots' }, 'invalid cpus "lots"'],
+    ['bad port', { ports: ['http'] }, 'invalid port "http"'],
+  ])('refuses %s', (_what, overrides, message) => {
+    expect(() => toCreateOptions(env, cmdStep(overrides), 1)).toThrow(message);
+    expect(() => toCreateOptions(env, cmdStep(overrides), 1)).toThrow(BackendError);
+  });
+});
+
+describe('toPortConfig', () => {
+  test.each([
+    // [ports, expose, exposed ports, bindings]
+    [['8080:80'], [], ['80/tcp'], { '80/tcp': [{ HostIp: '', HostPort: '8080' }] }],
+    [['9090'], [], ['9090/tcp'], { '9090/tcp': [{ HostIp: '', HostPort: '' }] }],
+    [['127.0.0.1:8080:80/udp'], [], ['80/udp'], { '80/udp': [{ HostIp: '127.0.0.1', HostPort: '8080' }] }],
+    [['127.0.0.1::80'], [], ['80/tcp'], { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] }],
+    [['[::1]:8080:80'], [], ['80/tcp'], { '80/tcp': [{ HostIp: '::1', HostPort: '8080' }] }],
+    [
+      ['8000-8001:80-81'],
+      [],
+      ['80/tcp', '81/tcp'],
+      { '80/tcp': [{ HostIp: '', HostPort: '8000' }], '81/tcp': [{ HostIp: '', HostPort: '8001' }] },
+    ],
+    [['8000-8010:80'], [], ['80/tcp'], { '80/tcp': [{ HostIp: '', HostPort: '8000-8010' }] }],
+    [[], ['80', '53/udp', '7000-7001'], ['80/tcp', '53/udp', '7000/tcp', '7001/tcp'], {}],
+  ])('ports %j expose %j', (ports, expose, exposed, bindings) => {
+    const config = toPortConfig(ports, expose);
+    expect(Object.keys(config.exposed)).toEqual(exposed);
+    expect(config.bindings).toEqual(bindings);
+  });
+
+  test.each([['0:80'], ['80:70000'], ['1:2:3:4'], ['8000-8002:80-81'], ['80/icmp'], ['[::1]80']])('refuses %s', (port) => {
+    expect(() => toPortConfig([port], [])).toThrow(BackendError);
+  });
+});
+
+describe('toBuildOptions', () => {
+  test('every build option', () => {
+    const step = buildStep({
+      tags: ['myreg.azurecr.io/app:1', 'myreg.azurecr.io/app:latest'],
+      dockerfile: './docker/Dockerfile',
+      buildArgs: [{ name: 'A', value: '1' }, { name: 'FROM_ENV' }, { name: 'MISSING' }, { name: 'A', value: '2' }],
+      env: ['FROM_ENV=from the env'],
+      target: 'final',
+      noCache: true,
+      pull: true,
+      labels: [{ name: 'org.opencontainers.image.source', value: 'https://x' }],
+      platform: 'linux/amd64',
+      network: 'backend',
+      cacheFrom: ['myreg.azurecr.io/app:cache'],
+    });
+    expect(toBuildOptions(step, logins, env)).toEqual({
+      query: {
+        t: ['myreg.azurecr.io/app:1', 'myreg.azurecr.io/app:latest'],
+        dockerfile: 'docker/Dockerfile',
+        buildargs: { A: '2', FROM_ENV: 'from the env' },
+        labels: { 'org.opencontainers.image.source': 'https://x' },
+        nocache: true,
+        pull: true,
+        rm: true,
+        forcerm: true,
+        networkmode: 'kiln-r1-backend',
+        target: 'final',
+        platform: 'linux/amd64',
+        cachefrom: '["myreg.azurecr.io/app:cache"]',
+      },
+      registryConfig: registryConfig(logins),
+    });
+  });
+
+  test.each([
+    // [what, step overrides, expected fragment of the query]
+    ['defaults', {}, { dockerfile: 'Dockerfile', nocache: false, pull: false, networkmode: 'kiln-r1', buildargs: {}, t: [] }],
+    ['cache disabled', { cache: false }, { nocache: true }],
+    ['host network', { network: 'host' }, { networkmode: 'host' }],
+  ])('%s', (_what, overrides, expected) => {
+    expect(toBuildOptions(buildStep(overrides), [], env).query).toMatchObject(expected);
+    expect(toBuildOptions(buildStep(overrides), [], env).query).not.toHaveProperty('target');
+  });
+});
+
+describe('paths and references', () => {
+  test.each([
+    ['Dockerfile', 'Dockerfile'],
+    ['./Dockerfile', 'Dockerfile'],
+    ['docker//Dockerfile', 'docker/Dockerfile'],
+    ['a/../b/Dockerfile', 'b/Dockerfile'],
+    ['.', ''],
+    ['dir/', 'dir'],
+  ])('normalizeContextPath(%s) = %s', (path, expected) => {
+    expect(normalizeContextPath(path)).toBe(expected);
+  });
+
+  test.each([['../x'], ['/etc/passwd'], ['a/../../x']])('normalizeContextPath refuses %s', (path) => {
+    expect(() => normalizeContextPath(path)).toThrow('outside the build context');
+  });
+
+  test.each([
+    ['.', '/workspace'],
+    ['app', '/workspace/app'],
+    ['./app/', '/workspace/app'],
+    ['/workspace/app', '/workspace/app'],
+    ['/workspace', '/workspace'],
+  ])('workspaceContextDir(%s) = %s', (path, expected) => {
+    expect(workspaceContextDir(path)).toBe(expected);
+  });
+
+  test.each([
+    ['127.0.0.1:5000/app:1', { name: '127.0.0.1:5000/app', tag: '1' }],
+    ['127.0.0.1:5000/team/app', { name: '127.0.0.1:5000/team/app', tag: 'latest' }],
+    ['docker.io/library/busybox:1.36', { name: 'docker.io/library/busybox', tag: '1.36' }],
+  ])('pushTarget(%s)', (image, expected) => {
+    expect(pushTarget(image)).toEqual(expected);
+  });
+
+  test('a digest-only reference cannot be pushed', () => {
+    expect(() => pushTarget(`127.0.0.1:5000/app@sha256:${'a'.repeat(64)}`)).toThrow('names a digest');
+  });
+
+  test('resolveNetwork', () => {
+    expect(resolveNetwork(env, undefined)).toBe('kiln-r1');
+    expect(resolveNetwork(env, 'backend')).toBe('kiln-r1-backend');
+    expect(resolveNetwork(env, 'bridge')).toBe('bridge');
+  });
+});
