@@ -1,31 +1,39 @@
 import { Command, CommanderError, Option } from 'commander';
+import type { Backend } from '../backend/types';
 import { loadConfig } from '../config';
 import { hasErrors } from '../runs/prepare';
 import { printDiagnostics } from './diagnostics';
+import { EXIT_BAD_INPUT, EXIT_OK, registerRunCommands } from './run';
 import { prepareFromFlags, type TaskFlags } from './task-input';
 import { version } from '../../package.json';
 
-/** Exit codes: the contract in DESIGN.md. */
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_BAD_INPUT = 2;
+export { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from './run';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
   now: () => Date;
+  cwd?: string;
+  /** The container backend for `run` and `build`; only bin/ knows the concrete class. */
+  createBackend?: () => Promise<Backend>;
+  onInterrupt?: (handler: () => void) => () => void;
 }
 
 const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-function taskOptions(cmd: Command): Command {
+/** The options of every command that reads a task file. */
+function taskFileOptions(cmd: Command): Command {
   return cmd
     .requiredOption('-f, --file <file>', 'the task file (acb.yaml)')
     .option('--values <file>', 'a YAML or JSON file of values for .Values')
     .option('--set <key=value>', 'set a value for .Values (repeatable; wins over --values)', collect, [])
-    .option('--strict', 'make unknown keys and missing template keys errors')
+    .option('--strict', 'make unknown keys and missing template keys errors');
+}
+
+function runIdentityOptions(cmd: Command): Command {
+  return cmd
     .option('--registry <host>', 'the run registry for $Registry and .Run.Registry (default: $KILN_REGISTRY)')
     .option('--id <run-id>', 'the run id for $ID and .Run.ID (default: a new id)');
 }
@@ -33,22 +41,23 @@ function taskOptions(cmd: Command): Command {
 /** Runs the `kiln` command line; resolves to the process exit code. */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   let exitCode = EXIT_OK;
+  const setExitCode = (code: number): void => {
+    exitCode = code;
+  };
   const config = loadConfig(io.env);
-  const deps = { registry: config.registry, imageAliases: config.imageAliases, now: io.now };
+  const input = { registry: config.registry, imageAliases: config.imageAliases, now: io.now };
 
   const program = new Command('kiln')
-    .description('Kiln runs ACR Tasks files (acb.yaml) on a Docker Engine: build, push and cmd steps in parallel.')
+    .description('Kiln runs ACR Tasks files (acb.yaml) on a Docker Engine: build, push and cmd steps, in parallel where the graph allows.')
     .version(version)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showHelpAfterError('(run "kiln --help" for usage)');
 
-  taskOptions(
-    program
-      .command('validate')
-      .description('check a task file: exit 0 when it is valid, 2 with FILE:LINE:COL messages when not'),
+  runIdentityOptions(
+    taskFileOptions(program.command('validate').description('check a task file: exit 0 when it is valid, 2 with FILE:LINE:COL messages when not')),
   ).action(async (flags: TaskFlags) => {
-    const prepared = await prepareFromFlags(flags, deps);
+    const prepared = await prepareFromFlags(flags, input);
     printDiagnostics(prepared.diagnostics, io.stderr);
     if (hasErrors(prepared.diagnostics) || !prepared.plan) {
       exitCode = EXIT_BAD_INPUT;
@@ -58,14 +67,16 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     io.stdout.write(`${flags.file}: valid (${count(plan.steps.length, 'step')}, ${count(plan.levels.length, 'level')})\n`);
   });
 
-  taskOptions(
-    program
-      .command('render')
-      .description('print the task after aliases and templates (yaml), or its compiled plan with each step\'s kind and dependsOn (json)'),
+  runIdentityOptions(
+    taskFileOptions(
+      program
+        .command('render')
+        .description("print the task after aliases and templates (yaml), or its compiled plan with each step's kind and dependsOn (json)"),
+    ),
   )
     .addOption(new Option('-o, --output <format>', 'output format').choices(['yaml', 'json']).default('yaml'))
     .action(async (flags: TaskFlags & { output: 'yaml' | 'json' }) => {
-      const prepared = await prepareFromFlags(flags, deps);
+      const prepared = await prepareFromFlags(flags, input);
       printDiagnostics(prepared.diagnostics, io.stderr);
       if (hasErrors(prepared.diagnostics) || !prepared.plan) {
         exitCode = EXIT_BAD_INPUT;
@@ -75,6 +86,17 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       else io.stdout.write(prepared.rendered.endsWith('\n') ? prepared.rendered : prepared.rendered + '\n');
     });
 
+  registerRunCommands(program, taskFileOptions, {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    env: io.env,
+    cwd: io.cwd ?? process.cwd(),
+    input,
+    createBackend: io.createBackend ?? (() => Promise.reject(new Error('no container backend is configured'))),
+    onInterrupt: io.onInterrupt,
+    setExitCode,
+  });
+
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {
@@ -82,8 +104,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       // Help and version exit 0; any usage error is bad input.
       return err.exitCode === 0 ? EXIT_OK : EXIT_BAD_INPUT;
     }
+    if (err instanceof Error && 'code' in err && err.code === 'invalid_input') {
+      io.stderr.write(`kiln: ${err.message}\n`);
+      return EXIT_BAD_INPUT;
+    }
     throw err;
   }
   return exitCode;
 }
-

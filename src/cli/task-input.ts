@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Diagnostic } from '../errors';
 import { makeRunContext } from '../domain/run-context';
+import type { TaskSecret } from '../domain/task';
 import { prepareTask, type Prepared } from '../runs/prepare';
 import { makeAliasSourceLoader, mergeValues, parseSetFlags, readValuesFile } from '../task';
 
@@ -20,6 +21,10 @@ export interface TaskInputDeps {
   registry: string;
   imageAliases: Readonly<Record<string, string>>;
   now: () => Date;
+  /** Resolves declared secrets; without it they render as a placeholder (validate, render). */
+  resolveSecrets?: (declared: readonly TaskSecret[]) => Promise<Record<string, string>>;
+  /** The task text, when it does not come from `flags.file` (the quick build). */
+  content?: string;
 }
 
 export function newRunId(): string {
@@ -30,9 +35,9 @@ export function newRunId(): string {
 export async function prepareFromFlags(flags: TaskFlags, deps: TaskInputDeps): Promise<Prepared> {
   const diagnostics: Diagnostic[] = [];
   const cliError = (message: string): Diagnostic => ({ severity: 'error', file: flags.file, path: '', message, line: 1, col: 1 });
-  let content: Buffer;
+  let content: Buffer | string;
   try {
-    content = await readFile(flags.file);
+    content = deps.content ?? (await readFile(flags.file));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
@@ -58,5 +63,6 @@ export async function prepareFromFlags(flags: TaskFlags, deps: TaskInputDeps): P
     strict: flags.strict ?? false,
     now: deps.now,
     imageAliases: deps.imageAliases,
+    resolveSecrets: deps.resolveSecrets,
   });
 }

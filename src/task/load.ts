@@ -88,7 +88,9 @@ export async function loadTask(options: LoadTaskOptions): Promise<LoadedTask> {
   let render = renderOnce(aliased.text, data, templateOptions, fromAliased, file, diagnostics);
   if (!render) return withoutTask(diagnostics);
   let parsed = parseYaml(render.text);
-  const declared = declaredSecrets(parsed.data);
+  // With `.Secrets` still empty the first rendering may not even be valid YAML (`user:{{.Secrets.x}}`
+  // becomes `user:`), so the declarations are read from the `secrets:` block alone if need be.
+  const declared = declaredSecrets(parsed.problems.length > 0 ? parseYaml(topLevelBlock(render.text, 'secrets')).data : parsed.data);
   let secretValues: Record<string, string> = {};
   if (declared.length > 0) {
     try {
@@ -201,6 +203,16 @@ function firstInvalidUtf8(bytes: Uint8Array): Position {
   }
   const prefix = new TextDecoder('utf-8').decode(bytes.subarray(0, i));
   return new LineIndex(prefix).position(prefix.length);
+}
+
+/** The text of one top-level key's block (`key:` up to the next top-level line), or ''. */
+function topLevelBlock(text: string, key: string): string {
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`${key}:`));
+  if (start < 0) return '';
+  let end = start + 1;
+  while (end < lines.length && !/^[^\s#]/.test(lines[end])) end++;
+  return lines.slice(start, end).join('\n');
 }
 
 /** The version decides whether aliases apply, so it is read before the text is parsed. */

@@ -51,6 +51,14 @@ describe('loading a task', () => {
     expect(JSON.stringify(prepared.plan?.secrets)).toBe('[{"id":"token","source":{"kind":"run"}}]');
   });
 
+  it('finds declared secrets even when the text is not YAML until they have values', async () => {
+    const text = 'secrets:\n  - id: token\nsteps:\n  - cmd: busybox echo user:{{ .Secrets.token }} | base64\n';
+    const prepared = await prepareText('acb.yaml', text, { secrets: { token: 'pw' } });
+    expect(prepared.diagnostics).toEqual([]);
+    const step = prepared.plan?.steps[0];
+    expect(step?.kind === 'cmd' && step.args).toEqual(['echo', 'user:pw', '|', 'base64']);
+  });
+
   it('reads alias sources from files next to the task and from http(s) URLs', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kiln-alias-'));
     writeFileSync(join(dir, 'local.yaml'), 'img: busybox\nword: from-file\n');

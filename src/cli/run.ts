@@ -1,0 +1,192 @@
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Backend } from '../backend/types';
+import type { BuildContext } from '../domain/plan';
+import { parseImageRef } from '../domain/image-ref';
+import type { RunResult } from '../domain/run-result';
+import { KilnError } from '../errors';
+import { parseContext } from '../plan';
+import { executeRun } from '../runs/execute';
+import { dockerConfigLogins, mergeLogins, parseCredsFlags } from '../runs/logins';
+import { hasErrors } from '../runs/prepare';
+import { makeSecretResolver } from '../runs/secrets';
+import { printDiagnostics } from './diagnostics';
+import { formatSummary, makeEventPrinter } from './run-output';
+import { newRunId, prepareFromFlags, type TaskFlags, type TaskInputDeps } from './task-input';
+
+/** `kiln run` and `kiln build`: run a task file (or a quick build) here, on the local Docker Engine. */
+
+export interface RunCommandDeps {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  input: Omit<TaskInputDeps, 'resolveSecrets' | 'content'>;
+  createBackend: () => Promise<Backend>;
+  /** Calls `handler` on Ctrl-C / SIGTERM; returns a function that stops listening. */
+  onInterrupt?: (handler: () => void) => () => void;
+  setExitCode: (code: number) => void;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_BAD_INPUT = 2;
+
+interface RunFlags extends TaskFlags {
+  secret: string[];
+  creds: string[];
+  output: 'text' | 'json';
+  maxParallel?: number;
+  timeout: number;
+  dockerSocket: boolean;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function positiveInt(max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`must be a whole number from 1 to ${max}`);
+    return n;
+  };
+}
+
+function runOptions(cmd: Command): Command {
+  return cmd
+    .option('--registry <host>', 'the run registry for $Registry, .Run.Registry and quick-build tags (default: $KILN_REGISTRY)')
+    .option('--secret <id=value>', 'the value of a secret the task declares (repeatable)', collect, [])
+    .option('--creds <host=user:password>', 'a registry login for pulls and pushes (repeatable; also read from ~/.docker/config.json)', collect, [])
+    .addOption(new Option('-o, --output <format>', 'text: a log and a summary; json: the run document on stdout, the log on stderr').choices(['text', 'json']).default('text'))
+    .option('--max-parallel <n>', 'run at most this many steps at once (default: no limit)', positiveInt(1000))
+    .option('--timeout <seconds>', 'the run timeout', positiveInt(28800), 3600)
+    .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it)')
+    .option('--id <run-id>', 'the run id for $ID and .Run.ID (default: a new id)');
+}
+
+/** A local directory, or a git URL (`https://host/repo.git#ref:subdir`) or an http(s) tar URL. */
+function runContext(text: string | undefined, cwd: string): BuildContext | undefined {
+  if (text === undefined) return undefined;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text) || text.startsWith('git@')) {
+    const errors: string[] = [];
+    const context = parseContext(text, errors);
+    if (!context) throw new KilnError('invalid_input', errors.join('; '));
+    return context;
+  }
+  return { kind: 'workspace', path: resolve(cwd, text) };
+}
+
+async function runTask(flags: RunFlags, contextArg: string | undefined, deps: RunCommandDeps, content?: string): Promise<void> {
+  const runId = flags.id ?? newRunId();
+  const provided: Record<string, string> = {};
+  for (const s of flags.secret) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) throw new KilnError('invalid_input', `--secret "${s.replace(/=.*/, '=***')}" must have the form ID=VALUE`);
+    provided[s.slice(0, eq)] = s.slice(eq + 1);
+  }
+  const logins = mergeLogins(parseCredsFlags(flags.creds), await dockerConfigLogins(deps.env));
+  const context = runContext(contextArg, deps.cwd);
+
+  const prepared = await prepareFromFlags(
+    { ...flags, id: runId },
+    { ...deps.input, resolveSecrets: makeSecretResolver({ provided, env: deps.env }), content },
+  );
+  printDiagnostics(prepared.diagnostics, deps.stderr);
+  if (hasErrors(prepared.diagnostics) || !prepared.plan) {
+    deps.setExitCode(EXIT_BAD_INPUT);
+    return;
+  }
+  const plan = prepared.plan;
+  const log = flags.output === 'json' ? deps.stderr : deps.stdout;
+  const controller = new AbortController();
+  let interrupts = 0;
+  const stopListening = deps.onInterrupt?.(() => {
+    interrupts++;
+    if (interrupts === 1) {
+      deps.stderr.write('kiln: canceling the run (again to quit without cleaning up)\n');
+      controller.abort();
+    } else {
+      process.exit(130);
+    }
+  });
+  let result: RunResult;
+  try {
+    result = await executeRun({
+      runId,
+      backend: await deps.createBackend(),
+      plan,
+      context,
+      registryLogins: logins,
+      secrets: Object.values(prepared.secretValues),
+      dockerSocket: flags.dockerSocket,
+      timeoutSeconds: flags.timeout,
+      maxParallel: flags.maxParallel,
+      signal: controller.signal,
+      onEvent: makeEventPrinter(log, plan.steps.map((s) => s.id)),
+      // A run on one's own machine is trusted: it may fetch contexts from local and private hosts.
+      network: { allowSchemes: ['https', 'http'], allowPrivateAddresses: true },
+    });
+  } finally {
+    stopListening?.();
+  }
+  if (flags.output === 'json') deps.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  else log.write('\n' + formatSummary(result));
+  deps.setExitCode(result.status === 'Succeeded' ? EXIT_OK : EXIT_FAILED);
+}
+
+/** The quick build as a task: build, then push what was built (unless `--no-push`). */
+export function quickBuildTask(options: { tags: string[]; file?: string; buildArgs: string[]; target?: string; push: boolean; registry?: string }): string {
+  const tags = options.tags.map((tag) => withRegistry(tag, options.registry));
+  const words = [...tags.flatMap((t) => ['-t', t])];
+  if (options.file) words.push('-f', options.file);
+  for (const arg of options.buildArgs) words.push('--build-arg', arg);
+  if (options.target) words.push('--target', options.target);
+  words.push('.');
+  // The text goes through the template engine: keep any "{{" literal.
+  const literal = (s: string): string => JSON.stringify(s).replace(/\{\{/g, '{{ "{{" }}');
+  const lines = ['version: v1.0.0', 'steps:', '  - id: build', `    build: ${literal(words.map(shellQuote).join(' '))}`];
+  if (options.push && tags.length > 0) lines.push('  - id: push', '    push:', ...tags.map((t) => `      - ${literal(t)}`));
+  return lines.join('\n') + '\n';
+}
+
+/** A tag without a registry gets the run registry, as ACR does. */
+function withRegistry(tag: string, registry: string | undefined): string {
+  if (!registry) return tag;
+  const first = tag.split('/')[0];
+  const hasRegistry = tag.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  if (hasRegistry) return tag;
+  parseImageRef(tag); // reject a bad reference here, with the tag as the user wrote it
+  return `${registry}/${tag}`;
+}
+
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'"'"'`)}'`;
+}
+
+export function registerRunCommands(program: Command, taskOptions: (cmd: Command) => Command, deps: RunCommandDeps): void {
+  runOptions(
+    taskOptions(
+      program
+        .command('run')
+        .description('run a task file on the local Docker Engine; exit 0 Succeeded, 1 Failed/Timeout/Canceled/Error, 2 bad input')
+        .argument('[context]', 'the source context copied into /workspace: a directory, a git URL (https://host/repo.git#ref:subdir) or an http(s) tar URL'),
+    ),
+  ).action(async (contextArg: string | undefined, flags: RunFlags) => {
+    await runTask(flags, contextArg, deps);
+  });
+
+  runOptions(
+    program
+      .command('build')
+      .description('the quick build: build CONTEXT with docker build options, then push the tags (exit codes as for run)')
+      .argument('<context>', 'the build context: a directory, a git URL or an http(s) tar URL')
+      .requiredOption('-t, --image <image>', 'a tag for the image (repeatable); a tag without a registry gets the run registry', collect, [])
+      .option('-f, --file <dockerfile>', 'the Dockerfile, relative to the context (default Dockerfile)')
+      .option('--build-arg <name=value>', 'a build argument (repeatable)', collect, [])
+      .option('--target <stage>', 'the stage to build')
+      .option('--no-push', 'build only'),
+  ).action(async (contextArg: string, flags: RunFlags & { image: string[]; file?: string; buildArg: string[]; target?: string; push: boolean }) => {
+    const registry = flags.registry ?? deps.input.registry;
+    const content = quickBuildTask({ tags: flags.image, file: flags.file, buildArgs: flags.buildArg, target: flags.target, push: flags.push, registry });
+    await runTask({ ...flags, file: '<quick build>', set: [] }, contextArg, deps, content);
+  });
+}
