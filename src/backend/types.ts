@@ -52,8 +52,12 @@ export interface Backend {
   /** Stops and removes everything of the run. See the contract above. */
   teardownRun(env: RunEnvironment | { runId: string }): Promise<void>;
 
-  /** Removes what runs not in `liveRunIds` left behind (after a crash); returns how many objects it removed. */
-  sweep(liveRunIds: ReadonlySet<string>): Promise<number>;
+  /**
+   * Removes every container, network and volume of the runs `isDead` picks (what crashed
+   * processes left behind); returns how many objects it removed. `owner` is the `kiln.owner`
+   * label of the process that created them, when it set one.
+   */
+  sweep(isDead: (run: { runId: string; owner?: string }) => boolean): Promise<number>;
 }
 
 export interface RegistryLogin {
@@ -88,6 +92,8 @@ export interface RunEnvironment {
   secretVolumes: Readonly<Record<string, string>>;
   registryLogins: readonly RegistryLogin[];
   dockerSocket: boolean;
+  /** The `kiln.owner` label on everything of the run, when the backend sets one. */
+  owner?: string;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -139,3 +145,5 @@ export class BackendError extends KilnError {
 export const LABEL_RUN = 'kiln.run';
 export const LABEL_STEP = 'kiln.step';
 export const LABEL_ATTEMPT = 'kiln.attempt';
+/** Who created an object: for local runs `<host>/<pid>`, so that a sweep can tell a crashed process's leftovers. */
+export const LABEL_OWNER = 'kiln.owner';

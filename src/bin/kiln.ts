@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { main } from '../cli/main';
 import { createLogger } from '../log';
+import { localOwner } from '../runs/local-owner';
 
 // The only place that picks concrete classes: the Docker backend (DOCKER_HOST picks the engine).
 // It is loaded on first use: dockerode takes ~0.3 s to load, which validate and render never need.
@@ -12,7 +13,7 @@ main(process.argv.slice(2), {
   cwd: process.cwd(),
   createBackend: async () => {
     const { DockerBackend } = await import('../backend/docker/index.js');
-    return new DockerBackend({ logger: createLogger(process.env.KILN_LOG_LEVEL ?? 'warn') });
+    return new DockerBackend({ logger: createLogger(process.env.KILN_LOG_LEVEL ?? 'warn'), owner: localOwner() });
   },
   onInterrupt: (handler) => {
     process.on('SIGINT', handler);

@@ -8,6 +8,7 @@ import { KilnError } from '../errors';
 import { parseContext } from '../plan';
 import { executeRun } from '../runs/execute';
 import { dockerConfigLogins, mergeLogins, parseCredsFlags } from '../runs/logins';
+import { isDeadLocalOwner } from '../runs/local-owner';
 import { hasErrors } from '../runs/prepare';
 import { makeSecretResolver } from '../runs/secrets';
 import { printDiagnostics } from './diagnostics';
@@ -109,10 +110,16 @@ async function runTask(flags: RunFlags, contextArg: string | undefined, deps: Ru
     }
   });
   let result: RunResult;
+  const backend = await deps.createBackend();
+  // What crashed `kiln run` processes on this host left behind goes, alongside this run.
+  const sweeping = backend.sweep(({ owner }) => isDeadLocalOwner(owner)).catch((err: unknown) => {
+    deps.stderr.write(`kiln: could not remove what earlier runs left behind: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 0;
+  });
   try {
     result = await executeRun({
       runId,
-      backend: await deps.createBackend(),
+      backend,
       plan,
       context,
       registryLogins: logins,
@@ -127,6 +134,7 @@ async function runTask(flags: RunFlags, contextArg: string | undefined, deps: Ru
     });
   } finally {
     stopListening?.();
+    await sweeping;
   }
   if (flags.output === 'json') deps.stdout.write(JSON.stringify(result, null, 2) + '\n');
   else log.write('\n' + formatSummary(result));

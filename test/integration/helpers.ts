@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import Dockerode from 'dockerode';
 import { DockerBackend } from '../../src/backend/docker';
 import { main } from '../../src/cli/main';
+import { localOwner } from '../../src/runs/local-owner';
 import type { RunResult } from '../../src/domain/run-result';
 
 /** The local registry that scripts/services.sh starts. */
@@ -49,7 +50,7 @@ export async function kiln(argv: string[], options: { cwd?: string; signal?: Abo
     env: { KILN_REGISTRY: REGISTRY, ...options.env },
     now: () => new Date(),
     cwd: options.cwd,
-    createBackend: async () => new DockerBackend({ stopGraceSeconds: 2 }),
+    createBackend: async () => new DockerBackend({ stopGraceSeconds: 2, owner: localOwner() }),
     onInterrupt: options.signal
       ? (handler) => {
           options.signal?.addEventListener('abort', handler, { once: true });

@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { DockerBackend } from '../../src/backend/docker';
+import { localOwner } from '../../src/runs/local-owner';
 import { docker, kiln, leftovers, REGISTRY, requireServices, statuses, tempDir } from './helpers';
 
 /**
@@ -192,6 +195,28 @@ steps:
     expect(r.stderr).not.toMatch(/error/i);
     expect(r.result?.status).toBe('Succeeded');
     expect(await leftovers(id)).toEqual([]);
+  });
+});
+
+describe('leftovers of crashed runs', () => {
+  it('are removed by the next kiln run on the host, and a live process\'s objects are not', async () => {
+    // A process that has exited stands for a crashed `kiln run`.
+    const dead = spawnSync('true').pid ?? 0;
+    const crashed = runId('crashed');
+    const alive = runId('alive');
+    const env = (id: string): Parameters<DockerBackend['prepareRun']>[0] => ({ runId: id, networks: [], volumes: [], registryLogins: [], dockerSocket: false });
+    await new DockerBackend({ owner: localOwner(dead) }).prepareRun(env(crashed), new AbortController().signal);
+    const liveBackend = new DockerBackend({ owner: localOwner() });
+    await liveBackend.prepareRun(env(alive), new AbortController().signal);
+    try {
+      expect((await leftovers(crashed)).length).toBeGreaterThan(0);
+      const r = await kiln(['run', '-f', join(EXAMPLES, 'hello-world', 'acb.yaml'), '-o', 'json']);
+      expect(r.result?.status).toBe('Succeeded');
+      expect(await leftovers(crashed)).toEqual([]);
+      expect((await leftovers(alive)).length).toBeGreaterThan(0);
+    } finally {
+      await liveBackend.teardownRun({ runId: alive });
+    }
   });
 });
 

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { PlanBuildStep, PlanCmdStep } from '../../domain/plan';
 import { parseImageRef } from '../../domain/image-ref';
-import { BackendError, LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, type RegistryLogin, type RunEnvironment } from '../types';
+import { BackendError, LABEL_ATTEMPT, LABEL_OWNER, LABEL_RUN, LABEL_STEP, type RegistryLogin, type RunEnvironment } from '../types';
 
 /** Where every step container sees the run's workspace volume. */
 export const WORKSPACE_PATH = '/workspace';
@@ -29,8 +29,9 @@ const MAX_NAME_PART = 100;
 export type Labels = Record<string, string>;
 
 /** The labels of everything a run creates; `kiln.step`/`kiln.attempt` only on step containers. */
-export function runLabels(runId: string, step?: { stepId: string; attempt: number }): Labels {
+export function runLabels(runId: string, step?: { stepId: string; attempt: number }, owner?: string): Labels {
   const labels: Labels = { [LABEL_RUN]: runId };
+  if (owner !== undefined) labels[LABEL_OWNER] = owner;
   if (step) {
     labels[LABEL_STEP] = step.stepId;
     labels[LABEL_ATTEMPT] = String(step.attempt);
@@ -223,7 +224,7 @@ export function toCreateOptions(env: RunEnvironment, step: PlanCmdStep, attempt:
   const spec: ContainerSpec = {
     Image: step.image,
     Env: envVars,
-    Labels: runLabels(env.runId, { stepId: step.id, attempt }),
+    Labels: runLabels(env.runId, { stepId: step.id, attempt }, env.owner),
     AttachStdin: false,
     AttachStdout: true,
     AttachStderr: true,

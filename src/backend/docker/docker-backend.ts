@@ -14,6 +14,7 @@ import { parseImageRef } from '../../domain/image-ref';
 import type { PlanBuildStep, PlanCmdStep } from '../../domain/plan';
 import {
   BackendError,
+  LABEL_OWNER,
   LABEL_RUN,
   type Backend,
   type BuildContextSource,
@@ -76,6 +77,8 @@ export interface DockerBackendOptions {
   /** Seconds between SIGTERM and SIGKILL when a step is stopped. Default 10. */
   stopGraceSeconds?: number;
   logger?: BackendLogger;
+  /** The `kiln.owner` label put on everything this backend creates (see LABEL_OWNER). */
+  owner?: string;
 }
 
 /** How long output may keep flowing after the container's exit before the stream is cut. */
@@ -139,11 +142,13 @@ export class DockerBackend implements Backend {
   private readonly log: BackendLogger;
   private readonly runs = new RunTracker();
   private helperImage: Promise<void> | undefined;
+  private readonly owner: string | undefined;
 
   constructor(options: DockerBackendOptions = {}) {
     this.engine = new Engine(options.docker ?? new Dockerode());
     this.grace = options.stopGraceSeconds ?? 10;
     this.log = options.logger ?? noopLogger;
+    this.owner = options.owner;
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -153,7 +158,7 @@ export class DockerBackend implements Backend {
     const runId = spec.runId;
     if (signal.aborted) throw abortError(`prepare of run ${runId}`, signal.reason);
     this.runs.open(runId);
-    const labels = runLabels(runId);
+    const labels = runLabels(runId, undefined, this.owner);
     const started = Date.now();
 
     const networks: Record<string, string> = {};
@@ -187,6 +192,7 @@ export class DockerBackend implements Backend {
       secretVolumes,
       registryLogins: [...spec.registryLogins],
       dockerSocket: spec.dockerSocket,
+      ...(this.owner !== undefined ? { owner: this.owner } : {}),
     };
 
     // Files to write: the home volume's docker config, each secret volume's files.
@@ -242,7 +248,7 @@ export class DockerBackend implements Backend {
   private async createNetwork(runId: string, name: string, driver: string, ipv6: boolean): Promise<void> {
     this.log.debug({ runId, network: name, driver }, 'creating network');
     try {
-      const id = await this.engine.createNetwork(name, driver, ipv6, runLabels(runId));
+      const id = await this.engine.createNetwork(name, driver, ipv6, runLabels(runId, undefined, this.owner));
       this.log.debug({ runId, network: name, networkId: id }, 'network created');
     } catch (err) {
       // The same run prepared again (a retried prepare): its own network is fine.
@@ -285,12 +291,13 @@ export class DockerBackend implements Backend {
     }
   }
 
-  async sweep(liveRunIds: ReadonlySet<string>): Promise<number> {
+  async sweep(isDead: (run: { runId: string; owner?: string }) => boolean): Promise<number> {
     const started = Date.now();
-    this.log.info({ live: liveRunIds.size }, 'sweeping objects of dead runs');
+    this.log.info({}, 'sweeping objects of dead runs');
     const removed = await this.removeLabelled(LABEL_RUN, (labels) => {
       const runId = labels[LABEL_RUN];
-      return runId !== undefined && !liveRunIds.has(runId) && !this.runs.isClosing(runId);
+      if (runId === undefined || this.runs.isClosing(runId)) return false;
+      return isDead(labels[LABEL_OWNER] !== undefined ? { runId, owner: labels[LABEL_OWNER] } : { runId });
     });
     this.log.info({ removed, ms: Date.now() - started }, 'sweep done');
     return removed;
@@ -843,7 +850,7 @@ export class DockerBackend implements Backend {
   /** Runs `fn` with a helper container (created, never started) that mounts `mounts`; removes it afterwards. */
   private async withHelper<T>(runId: string, mounts: MountSpec[], fn: (helper: string) => Promise<T>): Promise<T> {
     this.runs.assertOpen(runId, 'creating a helper container');
-    const spec = helperSpec(runId, mounts);
+    const spec = helperSpec(runId, mounts, this.owner);
     let id: string | undefined;
     for (let tries = 0; id === undefined; tries++) {
       await this.ensureHelperImage();

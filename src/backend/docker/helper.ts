@@ -17,11 +17,11 @@ const HELPER_CMD = '/kiln-helper';
 export const HELPER_CHANGES: readonly string[] = [`CMD ["${HELPER_CMD}"]`, `LABEL ${LABEL_HELPER}=1`];
 
 /** The create body of a helper container of a run, mounting `mounts`, with no network. */
-export function helperSpec(runId: string, mounts: readonly MountSpec[]): Record<string, unknown> {
+export function helperSpec(runId: string, mounts: readonly MountSpec[], owner?: string): Record<string, unknown> {
   return {
     Image: HELPER_IMAGE,
     Cmd: [HELPER_CMD],
-    Labels: { ...runLabels(runId), [LABEL_HELPER]: '1' },
+    Labels: { ...runLabels(runId, undefined, owner), [LABEL_HELPER]: '1' },
     NetworkDisabled: true,
     HostConfig: { Mounts: [...mounts], NetworkMode: 'none', AutoRemove: false },
   };

@@ -91,7 +91,7 @@ export class FakeBackend implements Backend {
     this.record('teardownRun', env.runId).end = this.options.now();
   }
 
-  async sweep(): Promise<number> {
+  async sweep(_isDead: (run: { runId: string; owner?: string }) => boolean): Promise<number> {
     return 0;
   }
 

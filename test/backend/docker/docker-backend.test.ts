@@ -116,15 +116,7 @@ describe('runs', () => {
     const dead = await prepared();
     const live = await prepared();
     // Every run on this engine is "live" except the dead one, so that runs of other tests are safe.
-    class AllBut extends Set<string> {
-      constructor(private readonly except: string) {
-        super();
-      }
-      override has(runId: string): boolean {
-        return runId !== this.except;
-      }
-    }
-    const removed = await backend.sweep(new AllBut(dead.runId));
+    const removed = await backend.sweep(({ runId }) => runId === dead.runId);
     expect(removed).toBe(3); // network, workspace and home volumes
     expect(await leftovers(dead.runId)).toEqual([]);
     expect((await leftovers(live.runId)).length).toBe(3);
