@@ -2,10 +2,10 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { main } from '../../src/cli/main';
 import { FIXTURE_NOW } from '../helpers/prepare';
+import { sink } from '../helpers/streams';
 
 const ROOT = join(__dirname, '..', '..');
 const EXAMPLES = join(ROOT, 'examples');
@@ -16,12 +16,6 @@ interface Outcome {
   stderr: string;
 }
 
-function sink(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  const chunks: Buffer[] = [];
-  stream.on('data', (c: Buffer) => chunks.push(c));
-  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
-}
 
 async function kiln(...argv: string[]): Promise<Outcome> {
   const out = sink();

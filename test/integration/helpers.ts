@@ -1,8 +1,6 @@
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import Dockerode from 'dockerode';
 import { DockerBackend } from '../../src/backend/docker';
 import { main } from '../../src/cli/main';
 import { localOwner } from '../../src/runs/local-owner';
@@ -10,7 +8,9 @@ import type { RunResult } from '../../src/domain/run-result';
 
 /** The local registry that scripts/services.sh starts. */
 export const REGISTRY = '127.0.0.1:5000';
-export const docker = new Dockerode();
+export { docker, leftovers } from '../helpers/docker';
+import { docker } from '../helpers/docker';
+import { sink } from '../helpers/streams';
 
 /** Fails (never skips) with the way out when the engine or the registry is not there. */
 export async function requireServices(): Promise<void> {
@@ -32,12 +32,6 @@ export interface KilnOutcome {
   seconds: number;
 }
 
-function sink(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  const chunks: Buffer[] = [];
-  stream.on('data', (c: Buffer) => chunks.push(c));
-  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
-}
 
 /** Runs the kiln command line in process against the real engine. */
 export async function kiln(argv: string[], options: { cwd?: string; signal?: AbortSignal; env?: NodeJS.ProcessEnv } = {}): Promise<KilnOutcome> {
@@ -74,20 +68,6 @@ export function tempDir(files: Record<string, string>): string {
   return dir;
 }
 
-/** Everything the engine still holds for a run id: must be empty once a run has ended. */
-export async function leftovers(runId: string): Promise<string[]> {
-  const filters = JSON.stringify({ label: [`kiln.run=${runId}`] });
-  const [containers, networks, volumes] = await Promise.all([
-    docker.listContainers({ all: true, filters }),
-    docker.listNetworks({ filters }),
-    docker.listVolumes({ filters }),
-  ]);
-  return [
-    ...containers.map((c) => `container ${c.Names.join(',')}`),
-    ...networks.map((n) => `network ${n.Name}`),
-    ...(volumes.Volumes ?? []).map((v) => `volume ${v.Name}`),
-  ];
-}
 
 export const statuses = (r: RunResult | undefined): Record<string, string> =>
   Object.fromEntries((r?.steps ?? []).map((s) => [s.id, s.status]));

@@ -2,9 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { KilnError } from '../../src/errors';
 import { extractTar, packContext, type ExtractLimits } from '../../src/source';
-import { makeTar, snapshot, streamOf, tempDir, type TarEntry } from './helpers/files';
+import { makeTar, snapshot, streamOf, tempDir, type TarEntry, rejection } from './helpers/files';
 
 /**
  * Each case extracts into `<base>/work/ctx`, next to a canary directory `<base>/work/ctx-evil`
@@ -24,15 +23,6 @@ function arena(): { base: string; target: string; evil: string; outside(): Recor
   return { base: tmp.path, target, evil, outside, cleanup: tmp.cleanup };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<KilnError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(KilnError);
-    return err as KilnError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('extractTar', () => {
   it('round-trips a packed directory: files, modes, nested dirs, internal symlinks', async () => {

@@ -1,9 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KilnError } from '../../src/errors';
 import { fetchGitContext, SourceFetchError, type GitFetchOptions } from '../../src/source';
-import { tempDir } from './helpers/files';
+import { tempDir, rejection } from './helpers/files';
 import { serveGitHttp, serveSilence, type LocalServer } from './helpers/servers';
 
 /** Runs git in `cwd` with a fixed identity and no user or system config. */
@@ -37,15 +36,6 @@ function processesMentioning(needle: string): string[] {
   return found;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<KilnError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(KilnError);
-    return err as KilnError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('fetchGitContext', () => {
   const tmp = tempDir();

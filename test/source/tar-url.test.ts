@@ -1,8 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { KilnError } from '../../src/errors';
 import { fetchTarContext, SourceFetchError, type TarFetchOptions } from '../../src/source';
-import { listTar, makeTar } from './helpers/files';
+import { listTar, makeTar, rejection } from './helpers/files';
 import { serveHttp, serveSilence, type LocalServer } from './helpers/servers';
 
 async function readAll(stream: Readable): Promise<Buffer> {
@@ -11,15 +10,6 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function rejection(promise: Promise<unknown>): Promise<KilnError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(KilnError);
-    return err as KilnError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('fetchTarContext', () => {
   let server: LocalServer;

@@ -8,11 +8,11 @@ import { DockerBackend, type BackendLogger } from '../../../src/backend/docker';
 import { createLogger } from '../../../src/log';
 import { BackendError, LABEL_RUN, type RunEnvironment, type RunSpec } from '../../../src/backend/types';
 import { buildStep, cmdStep, recordingIo, tarOfFiles } from './fixtures';
+import { docker, leftovers } from '../../helpers/docker';
 
 jest.setTimeout(60_000);
 
 const REGISTRY = '127.0.0.1:5000';
-const docker = new Dockerode();
 const backend = new DockerBackend({ docker });
 const unique = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 let counter = 0;
@@ -37,20 +37,6 @@ async function containersOf(runId: string): Promise<Dockerode.ContainerInfo[]> {
   return docker.listContainers({ all: true, filters: { label: [`${LABEL_RUN}=${runId}`] } });
 }
 
-/** Everything on the engine labelled with the run id. */
-async function leftovers(runId: string): Promise<string[]> {
-  const filters = { label: [`${LABEL_RUN}=${runId}`] };
-  const [containers, networks, volumes] = await Promise.all([
-    docker.listContainers({ all: true, filters }),
-    docker.listNetworks({ filters }),
-    docker.listVolumes({ filters }),
-  ]);
-  return [
-    ...containers.map((c) => `container ${c.Names.join(',')}`),
-    ...networks.map((n) => `network ${n.Name}`),
-    ...(volumes.Volumes ?? []).map((v) => `volume ${v.Name}`),
-  ];
-}
 
 beforeAll(async () => {
   try {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { extract as tarExtract, pack as tarPack, type Header } from 'tar-stream';
+import { KilnError } from '../../../src/errors';
 
 /** A fresh directory under the OS temp dir; `cleanup()` removes it. */
 export function tempDir(prefix = 'kiln-src-'): { path: string; cleanup(): void } {
@@ -101,4 +102,15 @@ export function snapshot(dir: string): Record<string, string> {
   };
   walk('');
   return out;
+}
+
+/** The KilnError a promise rejects with; fails the test when it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<KilnError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(KilnError);
+    return err as KilnError;
+  }
+  throw new Error('expected a rejection');
 }
