@@ -1,25 +1,30 @@
 /** Plan steps and step IO for the Docker backend's tests. */
 import { Readable } from 'node:stream';
 import * as tarStream from 'tar-stream';
-import type { PlanBuildStep, PlanCmdStep } from '../../../src/domain/plan';
+import type { PlanBuildStep, PlanCmdStep, PlanStepCommon } from '../../../src/domain/plan';
 import type { OutputStream, StepIo } from '../../../src/backend/types';
+
+/** The keys every plan step has, at their defaults. */
+const COMMON: Omit<PlanStepCommon, 'id' | 'index'> = {
+  dependsOn: [],
+  timeout: 600,
+  startDelay: 0,
+  retry: { retries: 0, delay: 5, onErrors: [] },
+  repeat: 0,
+  ignoreErrors: false,
+  finally: false,
+  enabled: true,
+  allowExitCodes: [0],
+  env: [],
+  workingDirectory: '/workspace',
+};
 
 export function cmdStep(overrides: Partial<PlanCmdStep> = {}): PlanCmdStep {
   return {
     kind: 'cmd',
     id: 'step',
     index: 0,
-    dependsOn: [],
-    timeout: 600,
-    startDelay: 0,
-    retry: { retries: 0, delay: 5, onErrors: [] },
-    repeat: 0,
-    ignoreErrors: false,
-    finally: false,
-    enabled: true,
-    allowExitCodes: [0],
-    env: [],
-    workingDirectory: '/workspace',
+    ...COMMON,
     privileged: false,
     expose: [],
     ports: [],
@@ -42,17 +47,7 @@ export function buildStep(overrides: Partial<PlanBuildStep> = {}): PlanBuildStep
     kind: 'build',
     id: 'build',
     index: 0,
-    dependsOn: [],
-    timeout: 600,
-    startDelay: 0,
-    retry: { retries: 0, delay: 5, onErrors: [] },
-    repeat: 0,
-    ignoreErrors: false,
-    finally: false,
-    enabled: true,
-    allowExitCodes: [0],
-    env: [],
-    workingDirectory: '/workspace',
+    ...COMMON,
     tags: [],
     dockerfile: 'Dockerfile',
     buildArgs: [],
