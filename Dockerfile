@@ -19,6 +19,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig*.json ./
+COPY scripts/generate-schema-validator.js ./scripts/
 COPY src ./src
 COPY schemas ./schemas
 COPY bench ./bench
@@ -39,7 +40,7 @@ LABEL org.opencontainers.image.title="kiln" \
 ENV NODE_ENV=production
 WORKDIR /app
 # Owned by root and read-only to the `node` user that runs them. dist/ holds the compiled
-# package.json and schemas/task.schema.json that dist/src imports.
+# package.json that dist/src imports, and the task schema's precompiled validator.
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -33,7 +33,7 @@ const zones = Object.entries(allowed).flatMap(([target, ok]) =>
 );
 
 module.exports = tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'test/summary-reporter.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'test/summary-reporter.js', 'src/task/generated/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

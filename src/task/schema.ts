@@ -1,9 +1,10 @@
-import Ajv2020, { type ErrorObject, type ValidateFunction } from 'ajv/dist/2020';
-import taskSchema from '../../schemas/task.schema.json';
+import type { ErrorObject } from 'ajv';
+import validateTask from './generated/task-schema-validator';
 import { error, warning, type DataPath, type Issue } from './issues';
 
 /**
- * The JSON Schema check. Every object in the schema is closed (`additionalProperties: false`);
+ * The JSON Schema check (schemas/task.schema.json, compiled ahead of time into
+ * generated/task-schema-validator.js by scripts/generate-schema-validator.js). Every object in the schema is closed (`additionalProperties: false`);
  * unknown keys come back as warnings unless `strict`, since ACR ignores them silently.
  *
  * `allErrors` is on because validation must report every problem in one pass. The usual worry
@@ -14,22 +15,11 @@ import { error, warning, type DataPath, type Issue } from './issues';
 
 const MAX_ISSUES = 200;
 
-let compiled: ValidateFunction | undefined;
-
-function validator(): ValidateFunction {
-  if (!compiled) {
-    const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
-    compiled = ajv.compile(taskSchema);
-  }
-  return compiled;
-}
-
 export function checkSchema(data: unknown, strict: boolean): Issue[] {
-  const validate = validator();
-  if (validate(data)) return [];
+  if (validateTask(data)) return [];
   const issues: Issue[] = [];
   const seen = new Set<string>();
-  for (const e of validate.errors ?? []) {
+  for (const e of validateTask.errors ?? []) {
     const issue = toIssue(e, data, strict);
     const key = `${issue.path.join('\0')}\0${issue.message}`;
     if (seen.has(key)) continue;

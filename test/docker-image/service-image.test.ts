@@ -142,7 +142,7 @@ describe('the Kiln service image (Dockerfile)', () => {
       'let writable = true; try { fs.writeFileSync("/app/dist/x", ""); } catch { writable = false; }',
       'console.log(JSON.stringify({',
       '  uid: process.getuid(), app: fs.readdirSync("/app").sort(), writable,',
-      '  dist: ["dist/package.json", "dist/schemas/task.schema.json"].filter((f) => fs.existsSync("/app/" + f)),',
+      '  dist: ["dist/package.json", "dist/src/task/generated/task-schema-validator.js"].filter((f) => fs.existsSync("/app/" + f)),',
       '  dev: ["typescript", "jest", "eslint", "ts-jest"].filter((m) => fs.existsSync("/app/node_modules/" + m)),',
       '  prod: ["ajv", "commander", "yaml"].filter((m) => fs.existsSync("/app/node_modules/" + m)),',
       '}));',
@@ -153,7 +153,7 @@ describe('the Kiln service image (Dockerfile)', () => {
       uid: 1000,
       app: ['dist', 'node_modules', 'package.json'],
       writable: false,
-      dist: ['dist/package.json', 'dist/schemas/task.schema.json'],
+      dist: ['dist/package.json', 'dist/src/task/generated/task-schema-validator.js'],
       dev: [],
       prod: ['ajv', 'commander', 'yaml'],
     });
