@@ -10,7 +10,6 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import type Dockerode from 'dockerode';
 import type DockerModem from 'docker-modem';
 import type { AuthConfig, BuildQuery, ContainerSpec, Labels } from './convert';
 
@@ -50,10 +49,15 @@ export interface ListedObject {
 
 const COMMON_STATUS = { 400: 'bad parameter', 404: 'not found', 409: 'conflict', 500: 'server error' } as const;
 
-export class Engine {
-  readonly docker: Dockerode;
+/** What the engine calls need of a client: its transport (a Dockerode instance has one). */
+export interface EngineClient {
+  modem: DockerModem;
+}
 
-  constructor(docker: Dockerode) {
+export class Engine {
+  readonly docker: EngineClient;
+
+  constructor(docker: EngineClient) {
     this.docker = docker;
   }
 
