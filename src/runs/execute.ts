@@ -55,11 +55,17 @@ export async function executeRun(options: ExecuteRunOptions): Promise<RunResult>
     } catch (err) {
       return notStarted(options, startedAt, `cannot fetch the run's context: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const resolveContext = async (build: Exclude<BuildContext, { kind: 'workspace' }>, signal: AbortSignal): Promise<BuildContextSource> => {
+    const resolveContext = async (
+      build: Exclude<BuildContext, { kind: 'workspace' }>,
+      dockerfile: string,
+      signal: AbortSignal,
+    ): Promise<BuildContextSource> => {
       if (build.kind === 'tar') return { kind: 'tar', tar: await fetchTarContext(build.url, { ...policy, signal }) };
       const fetched = await fetchGitContext(build, { ...policy, signal });
       cleanups.push(fetched.cleanup);
-      return { kind: 'tar', tar: packContext(fetched.dir) };
+      // Packed with the build's own ignore file (`<dockerfile>.dockerignore` wins over
+      // `.dockerignore`), so what the backend then filters with the same rules is all there.
+      return { kind: 'tar', tar: packContext(fetched.dir, { dockerfile }) };
     };
     return await executePlan(options.plan, options.backend, {
       runId: options.runId,

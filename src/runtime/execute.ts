@@ -39,8 +39,15 @@ export interface ExecuteOptions {
   dockerSocket?: boolean;
   /** The run's source context, extracted into /workspace before the first step. */
   workspace?: () => Readable;
-  /** Fetches git and tar-URL build contexts; without it such builds fail. */
-  resolveContext?: (context: Exclude<BuildContext, { kind: 'workspace' }>, signal: AbortSignal) => Promise<BuildContextSource>;
+  /**
+   * Fetches git and tar-URL build contexts; without it such builds fail. `dockerfile` (relative to
+   * the context) decides which ignore file applies when a checkout is packed.
+   */
+  resolveContext?: (
+    context: Exclude<BuildContext, { kind: 'workspace' }>,
+    dockerfile: string,
+    signal: AbortSignal,
+  ) => Promise<BuildContextSource>;
   /** The Dockerfile dependency scan (plan/): which images a build depends on. */
   scanDependencies?: (dockerfile: string, options: { buildArgs: Record<string, string>; target?: string }) => {
     runtime?: ImageRef;
@@ -345,7 +352,7 @@ class Execution {
   }
 
   private async runBuild(step: PlanBuildStep, env: RunEnvironment, io: StepIo): Promise<string | undefined> {
-    const context = await this.buildContext(step.context, io.signal);
+    const context = await this.buildContext(step, io.signal);
     for (let run = 0; run <= step.repeat; run++) {
       const outcome = await this.backend.buildImage(env, step, context, io);
       this.emit({ type: 'image-built', stepId: step.id, tags: step.tags, imageId: outcome.imageId });
@@ -363,10 +370,11 @@ class Execution {
     return undefined;
   }
 
-  private async buildContext(context: BuildContext, signal: AbortSignal): Promise<BuildContextSource> {
+  private async buildContext(step: PlanBuildStep, signal: AbortSignal): Promise<BuildContextSource> {
+    const context = step.context;
     if (context.kind === 'workspace') return { kind: 'workspace', path: context.path };
     if (!this.options.resolveContext) throw new Error(`${context.kind} build contexts are not available here`);
-    return this.options.resolveContext(context, signal);
+    return this.options.resolveContext(context, step.dockerfile, signal);
   }
 
   private async runPush(step: PlanPushStep, env: RunEnvironment, io: StepIo): Promise<string | undefined> {
