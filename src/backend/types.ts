@@ -77,6 +77,12 @@ export interface RunSpec {
   registryLogins: readonly RegistryLogin[];
   /** Mount the engine's socket into steps (they may run `docker ...`). */
   dockerSocket: boolean;
+  /**
+   * Whether two steps of the run can ever be running at once (parallel branches, a detached
+   * service). When not, and the task declares no networks, no step can reach another by its id,
+   * so the backend may leave out the run's own network and use the engine's default one.
+   */
+  stepsOverlap: boolean;
 }
 
 /** What prepareRun created; plain data, so a later process can tear it down. */

@@ -58,6 +58,20 @@ export interface ExecuteOptions {
 }
 
 export const DEFAULT_RUN_TIMEOUT = 3600;
+
+/**
+ * Whether two steps of the plan can be running at the same time: a detached step runs beside
+ * everything after it, and steps run one at a time only when each waits on the one before it.
+ * `when` may only name earlier steps, so file order is a topological order; the order is total
+ * (the only one) exactly when every step waits directly on its predecessor. Main steps and
+ * `finally` steps are scheduled apart, so each group is checked on its own.
+ */
+export function stepsMayOverlap(plan: Plan, maxParallel = Number.POSITIVE_INFINITY): boolean {
+  if (plan.steps.some((s) => s.kind === 'cmd' && s.detach)) return true;
+  if (maxParallel <= 1) return false;
+  const chained = (group: readonly PlanStep[]): boolean => group.every((s, i) => i === 0 || s.dependsOn.includes(group[i - 1].id));
+  return !chained(plan.steps.filter((s) => !s.finally)) || !chained(plan.steps.filter((s) => s.finally));
+}
 const PUSH_ATTEMPTS = 3;
 /** Output kept per attempt for `retryOnErrors` matching. */
 const RETRY_OUTPUT_CAP = 1024 * 1024;
@@ -169,6 +183,7 @@ class Execution {
         volumes: this.plan.volumes,
         registryLogins: this.options.registryLogins ?? [],
         dockerSocket: this.options.dockerSocket ?? false,
+        stepsOverlap: stepsMayOverlap(this.plan, this.options.maxParallel),
       },
       this.runAbort.signal,
     );

@@ -1,4 +1,4 @@
-import { parseDocument } from 'yaml';
+import { yamlLib } from './yaml-lib';
 import { TemplateError } from '../errors';
 import { LineIndex, OffsetMap, identityMap } from './source-map';
 import { compareVersions } from '../domain/task';
@@ -96,7 +96,7 @@ async function addSources(
       problems.push({ offset: at, message: `alias.src[${i}]: cannot read "${src}": ${(err as Error).message}` });
       continue;
     }
-    const doc = parseDocument(content, { uniqueKeys: true, prettyErrors: false });
+    const doc = yamlLib().parseDocument(content, { uniqueKeys: true, prettyErrors: false });
     const value: unknown = doc.errors.length ? undefined : doc.toJS({ maxAliasCount: 100 });
     if (doc.errors.length || (value !== null && (typeof value !== 'object' || Array.isArray(value)))) {
       problems.push({ offset: at, message: `alias.src[${i}]: "${src}" is not a YAML map of alias names to values` });
@@ -137,7 +137,7 @@ export async function preprocessAliases(input: AliasInput): Promise<AliasOutput>
       problems.push({ offset, message: `alias: template: ${err.reason}` });
       rendered = '';
     }
-    const doc = parseDocument(rendered, { uniqueKeys: true, prettyErrors: false });
+    const doc = yamlLib().parseDocument(rendered, { uniqueKeys: true, prettyErrors: false });
     const parsed: unknown = doc.errors.length ? undefined : doc.toJS({ maxAliasCount: 100 });
     const alias = (parsed as { alias?: unknown } | undefined)?.alias;
     if (doc.errors.length) {

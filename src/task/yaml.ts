@@ -1,5 +1,6 @@
 import { CORE_SCHEMA, load as fastLoad } from 'js-yaml';
-import { isMap, isNode, isPair, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import type { Document, Node } from 'yaml';
+import { yamlLib } from './yaml-lib';
 import type { DataPath } from './issues';
 
 /**
@@ -46,7 +47,7 @@ export function parseYaml(text: string): ParsedYaml {
   if (fast.ok) {
     let doc: Document.Parsed | undefined;
     const locate = (path: DataPath, atKey = false): number => {
-      doc ??= parseDocument(text, DOCUMENT_OPTIONS);
+      doc ??= yamlLib().parseDocument(text, DOCUMENT_OPTIONS);
       return locatePath(doc, path, atKey);
     };
     return { data: fast.data, problems: [], locate };
@@ -77,7 +78,7 @@ function loadWithoutAnchors(text: string): { ok: true; data: unknown } | { ok: f
 function parseSlow(text: string): ParsedYaml {
   let doc: Document.Parsed;
   try {
-    doc = parseDocument(text, DOCUMENT_OPTIONS);
+    doc = yamlLib().parseDocument(text, DOCUMENT_OPTIONS);
   } catch (err) {
     return failed({ offset: 0, message: `cannot parse YAML: ${(err as Error).message}` });
   }
@@ -155,6 +156,7 @@ function tooDeep(text: string): YamlProblem | undefined {
  */
 export function locatePath(doc: Document.Parsed | undefined, path: DataPath, atKey = false): number {
   if (!doc) return 0;
+  const { isMap, isPair, isScalar, isSeq } = yamlLib();
   let node: unknown = doc.contents;
   let offset = nodeStart(node) ?? 0;
   for (let i = 0; i < path.length; i++) {
@@ -179,5 +181,5 @@ export function locatePath(doc: Document.Parsed | undefined, path: DataPath, atK
 }
 
 function nodeStart(node: unknown): number | undefined {
-  return isNode(node) && (node as Node).range ? (node as Node).range![0] : undefined;
+  return yamlLib().isNode(node) && (node as Node).range ? (node as Node).range![0] : undefined;
 }

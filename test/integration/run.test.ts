@@ -204,7 +204,7 @@ describe('leftovers of crashed runs', () => {
     const dead = spawnSync('true').pid ?? 0;
     const crashed = runId('crashed');
     const alive = runId('alive');
-    const env = (id: string): Parameters<DockerBackend['prepareRun']>[0] => ({ runId: id, networks: [], volumes: [], registryLogins: [], dockerSocket: false });
+    const env = (id: string): Parameters<DockerBackend['prepareRun']>[0] => ({ runId: id, networks: [], volumes: [], registryLogins: [], dockerSocket: false, stepsOverlap: true });
     await new DockerBackend({ owner: localOwner(dead) }).prepareRun(env(crashed), new AbortController().signal);
     const liveBackend = new DockerBackend({ owner: localOwner() });
     await liveBackend.prepareRun(env(alive), new AbortController().signal);

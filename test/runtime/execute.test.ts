@@ -2,7 +2,7 @@ import { FakeBackend, type FakeAttempt } from '../../src/backend/fake';
 import type { Plan } from '../../src/domain/plan';
 import type { RunResult } from '../../src/domain/run-result';
 import { scanDockerfile } from '../../src/plan';
-import { executePlan, fastClock, type ExecuteOptions, type RunEvent } from '../../src/runtime';
+import { executePlan, fastClock, stepsMayOverlap, type ExecuteOptions, type RunEvent } from '../../src/runtime';
 import { prepareText } from '../helpers/prepare';
 
 /** Virtual time runs 100x faster: a 1 s step takes 10 ms. */
@@ -242,5 +242,25 @@ steps:
         git: { 'git-head-revision': 'abc123' },
       },
     ]);
+  });
+});
+
+describe('stepsMayOverlap (whether the run needs a network of its own)', () => {
+  const step = (id: string, extra = ''): string => `  - id: ${id}\n    cmd: busybox true\n${extra}`;
+  test.each([
+    ['one step', [step('a')], undefined, false],
+    ['a chain in file order', [step('a'), step('b'), step('c')], undefined, false],
+    ['a chain through explicit when', [step('a'), step('b', '    when: [a]\n'), step('c', '    when: [b]\n')], undefined, false],
+    ['two steps at once', [step('a'), step('b', '    when: ["-"]\n')], undefined, true],
+    ['a diamond', [step('a'), step('b', '    when: [a]\n'), step('c', '    when: [a]\n'), step('d', '    when: [b, c]\n')], undefined, true],
+    ['a step that waits on an older one only', [step('a'), step('b'), step('c', '    when: [a]\n')], undefined, true],
+    ['a detached service, even in a chain', [step('db', '    detach: true\n'), step('b')], undefined, true],
+    ['parallel steps with --max-parallel 1', [step('a'), step('b', '    when: ["-"]\n')], 1, false],
+    ['a detached service with --max-parallel 1', [step('db', '    detach: true\n'), step('b')], 1, true],
+    ['two finally steps at once', [step('a'), step('f', '    finally: true\n'), step('g', '    finally: true\n    when: ["-"]\n')], undefined, true],
+    ['a chain and a chained finally', [step('a'), step('b'), step('f', '    finally: true\n')], undefined, false],
+  ])('%s', async (_what, steps, maxParallel, expected) => {
+    const plan = await planOf(`version: v1.2.0\nsteps:\n${steps.join('')}`);
+    expect(stepsMayOverlap(plan, maxParallel)).toBe(expected);
   });
 });

@@ -148,6 +148,7 @@ export interface ContainerSpec {
   Image: string;
   Cmd?: string[];
   Entrypoint?: string[];
+  Hostname?: string;
   Env: string[];
   WorkingDir?: string;
   User?: string;
@@ -183,6 +184,8 @@ export interface CreateOptions {
   name: string;
   spec: ContainerSpec;
 }
+
+const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 /** Networks on which Docker refuses network-scoped aliases. */
 function supportsAliases(network: string): boolean {
@@ -249,6 +252,9 @@ export function toCreateOptions(env: RunEnvironment, step: PlanCmdStep, attempt:
   if (step.cpus !== undefined && step.cpus !== '') spec.HostConfig.NanoCpus = toNanoCpus(step.cpus, step.id);
   if (step.isolation !== undefined && step.isolation !== '') spec.HostConfig.Isolation = step.isolation;
   if (supportsAliases(network)) spec.NetworkingConfig = { EndpointsConfig: { [network]: { Aliases: [step.id] } } };
+  // The step id as host name, so a step reaches itself by its id on any network (on a network of
+  // the run's own the alias does it too). The kernel takes at most 64 bytes.
+  if (HOSTNAME.test(step.id) && !network.startsWith('container:') && network !== 'host') spec.Hostname = step.id;
 
   return { name: containerName(env.runId, step.id, attempt), spec };
 }

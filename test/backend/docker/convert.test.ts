@@ -128,6 +128,7 @@ describe('toCreateOptions', () => {
     expect(spec).toEqual({
       Image: 'docker.io/library/busybox:latest',
       Cmd: ['go', 'test', './...'],
+      Hostname: 'test',
       Env: ['A=1', 'HOME=/acb/home'],
       WorkingDir: '/workspace',
       Labels: { 'kiln.run': 'r1', 'kiln.step': 'test', 'kiln.attempt': '2' },
@@ -159,7 +160,9 @@ describe('toCreateOptions', () => {
     ['user', { user: '1000:1000' }, {}, { User: '1000:1000' }],
     ['a task network', { network: 'backend' }, {}, { HostConfig: expect.objectContaining({ NetworkMode: 'kiln-r1-backend' }) }],
     ['a network the run did not create', { network: 'shared-net' }, {}, { NetworkingConfig: { EndpointsConfig: { 'shared-net': { Aliases: ['step'] } } } }],
-    ['host network: no alias', { network: 'host' }, {}, { NetworkingConfig: undefined, HostConfig: expect.objectContaining({ NetworkMode: 'host' }) }],
+    ['host network: no alias, no host name', { network: 'host' }, {}, { NetworkingConfig: undefined, Hostname: undefined, HostConfig: expect.objectContaining({ NetworkMode: 'host' }) }],
+    ['the default bridge: no alias, the step id as host name', {}, { defaultNetwork: 'bridge' }, { NetworkingConfig: undefined, Hostname: 'step', HostConfig: expect.objectContaining({ NetworkMode: 'bridge' }) }],
+    ['an id too long for a host name', { id: 'a'.repeat(64) }, {}, { Hostname: undefined }],
     ['privileged', { privileged: true }, {}, { HostConfig: expect.objectContaining({ Privileged: true }) }],
     ['cpus', { cpus: '1.5' }, {}, { HostConfig: expect.objectContaining({ NanoCpus: 1_500_000_000 }) }],
     ['isolation', { isolation: 'default' }, {}, { HostConfig: expect.objectContaining({ Isolation: 'default' }) }],

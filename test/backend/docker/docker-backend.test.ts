@@ -26,7 +26,7 @@ function newRunId(): string {
 }
 
 function runSpec(runId: string, overrides: Partial<RunSpec> = {}): RunSpec {
-  return { runId, networks: [], volumes: [], registryLogins: [], dockerSocket: false, ...overrides };
+  return { runId, networks: [], volumes: [], registryLogins: [], dockerSocket: false, stepsOverlap: true, ...overrides };
 }
 
 async function prepared(overrides: Partial<RunSpec> = {}): Promise<RunEnvironment> {
@@ -71,6 +71,17 @@ describe('runs', () => {
     await backend.teardownRun(env);
     // A new process knows only the run id.
     await new DockerBackend({ docker }).teardownRun({ runId: env.runId });
+  });
+
+  test('steps that never overlap: no network of the run own, the default bridge, each step still reaches itself by its id', async () => {
+    const env = await prepared({ stepsOverlap: false });
+    expect(env.defaultNetwork).toBe('bridge');
+    expect(await leftovers(env.runId)).toEqual(expect.arrayContaining([`volume ${env.workspaceVolume}`, `volume ${env.homeVolume}`]));
+    expect((await leftovers(env.runId)).filter((o) => o.startsWith('network'))).toEqual([]);
+    const io = recordingIo();
+    const exit = await backend.runStep(env, cmdStep({ id: 'self', args: ['sh', '-c', 'hostname; ping -c1 -W2 self >/dev/null && echo reached'] }), io);
+    expect(io.stdout()).toEqual(['self', 'reached']);
+    expect(exit.exitCode).toBe(0);
   });
 
   test('teardown cleans up after a prepare that failed half-way', async () => {
