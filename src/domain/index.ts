@@ -4,3 +4,4 @@ export * from './task';
 export * from './plan';
 export * from './image-ref';
 export * from './run-result';
+export * from './run-record';
