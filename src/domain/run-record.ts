@@ -68,6 +68,8 @@ export interface RunDocument extends Omit<RunResult, 'startedAt' | 'finishedAt'>
   trigger: RunTrigger;
   platform: string;
   pool: string;
+  /** Seconds the run may wait Queued before it ends Expired. */
+  queueTtl: number;
   /** How many times a worker has started this run (a lost worker's run is started again). */
   attempt: number;
   /** The worker that holds (or last held) the run. */

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { LogEntry, RunDocument, RunRequest, RunSecrets, RunTrigger } from '../domain/run-record';
 import type { RunResult } from '../domain/run-result';
+import { KilnError } from '../errors';
 import { RUN_STATUSES, isFinalRunStatus, type RunStatus } from '../domain/status';
 import { SecretBox } from './secret-box';
 import type {
@@ -393,6 +394,7 @@ function toDocument(runId: string, f: RunFields): RunDocument {
     trigger: request.trigger ?? ({ kind: 'manual' } satisfies RunTrigger),
     platform: request.platform,
     pool: request.pool,
+    queueTtl: request.queueTtl,
     attempt: Number(f.attempt ?? 0),
     worker: f.worker || null,
   };
@@ -412,6 +414,7 @@ class RedisLogStore implements LogStore {
   /** Connections for blocking reads (XREAD BLOCK holds its connection); reused. */
   private readonly idle: Redis[] = [];
   private readonly all = new Set<Redis>();
+  private closed = false;
 
   constructor(
     private readonly redis: Redis,
@@ -443,6 +446,7 @@ class RedisLogStore implements LogStore {
   }
 
   async read(runId: string, after?: string, limit = 10_000): Promise<LogPage> {
+    if (after !== undefined && after !== '' && !LOG_OFFSET.test(after)) throw new KilnError('invalid_input', `"${after}" is not a log offset`);
     const rows = await this.redis.xrange(this.key(runId), after === undefined || after === '' ? '-' : `(${after}`, '+', 'COUNT', limit);
     return toPage(rows, after ?? '');
   }
@@ -450,13 +454,21 @@ class RedisLogStore implements LogStore {
   async wait(runId: string, after: string | undefined, waitMs: number, signal?: AbortSignal): Promise<LogPage> {
     const page = await this.read(runId, after);
     if (page.entries.length > 0 || page.ended || signal?.aborted) return page;
+    if (this.closed) return page;
     const connection = this.idle.pop() ?? this.open();
+    // A blocked XREAD cannot be called off; dropping its connection can.
+    const onAbort = (): void => connection.disconnect();
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const reply = await connection.xread('COUNT', 10_000, 'BLOCK', Math.max(1, Math.min(waitMs, 30_000)), 'STREAMS', this.key(runId), after || '0-0');
       const rows = reply?.[0]?.[1] ?? [];
       return toPage(rows, page.next);
+    } catch (err) {
+      if (signal?.aborted) return page;
+      throw err;
     } finally {
-      if (connection.status === 'ready') this.idle.push(connection);
+      signal?.removeEventListener('abort', onAbort);
+      if (connection.status === 'ready' && !this.closed) this.idle.push(connection);
       else this.forget(connection);
     }
   }
@@ -470,15 +482,19 @@ class RedisLogStore implements LogStore {
 
   private forget(connection: Redis): void {
     this.all.delete(connection);
-    connection.disconnect();
+    if (connection.status !== 'end') connection.disconnect();
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.idle.length = 0;
     for (const c of this.all) c.disconnect();
     this.all.clear();
   }
 }
+
+/** Stream entry ids: milliseconds-sequence. */
+const LOG_OFFSET = /^\d{1,20}-\d{1,20}$/;
 
 function toPage(rows: [string, string[]][], after: string): LogPage {
   const entries: LogEntry[] = [];

@@ -249,3 +249,19 @@ describe('tasks and tokens', () => {
     expect(await store.tokens.revoke(info.id)).toBe(false);
   });
 });
+
+describe('log waits', () => {
+  it('an abort ends a blocked wait at once', async () => {
+    const id = (await store.create(request(), secrets)).runId;
+    const controller = new AbortController();
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 200);
+    const page = await store.logs.wait(id, undefined, 10_000, controller.signal);
+    expect(page.entries).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('refuses an offset that is not one', async () => {
+    await expect(store.logs.read('k1', 'abc')).rejects.toThrow(/not a log offset/);
+  });
+});
