@@ -1,0 +1,52 @@
+import type { Logger } from 'pino';
+import type { SubmitDeps } from '../runs/submit';
+import type { LogStore, RunQueue, RunStore, TaskStore, TokenStore } from '../runs/store';
+import type { AuthFailureLimit, RoleGuard } from './auth';
+import type { KilnMetrics } from './metrics';
+
+/** What createApp is given, and what its route modules share. */
+
+export interface AppDefaults {
+  /** The run registry when a request names none. */
+  registry?: string;
+  platform: string;
+  pool: string;
+  /** Run timeout, seconds. */
+  timeout: number;
+  /** Seconds a run may wait in the queue before it ends Expired. */
+  queueTtl: number;
+  /** The largest uploaded context, bytes. */
+  uploadCapBytes: number;
+}
+
+export interface AppDeps {
+  runs: RunStore;
+  logs: LogStore;
+  tasks: TaskStore;
+  tokens: TokenStore;
+  queue: RunQueue;
+  /** Where uploaded contexts are written, as `<uploadId>.tar`. */
+  uploadsDir: string;
+  defaults: AppDefaults;
+  /** Whether the service can work (Redis answers); false or a rejection answers 503. */
+  ready: () => Promise<boolean>;
+  logger: Logger;
+  metrics: KilnMetrics;
+  /** Image aliases for the first word of `cmd` steps, as `kiln validate` uses them. */
+  imageAliases?: Readonly<Record<string, string>>;
+  /** Reads `alias.src` entries when tasks are checked at submit; without it they are refused there. */
+  loadAliasSource?: (src: string) => Promise<string>;
+  now?: () => Date;
+  /** How often a log follower gets a comment when nothing else is sent (default 15 s). */
+  heartbeatMs?: number;
+  /** Failed authentications per client address (default 20 a minute). */
+  authFailures?: AuthFailureLimit;
+}
+
+/** What the route modules share. */
+export interface RouteContext {
+  deps: AppDeps;
+  requireRole: RoleGuard;
+  submitDeps: SubmitDeps;
+  logger: Logger;
+}

@@ -1,0 +1,2 @@
+export { createApp, registeredRoutes, OPEN_PATHS, type AppDefaults, type AppDeps } from './app';
+export { createMetrics, type KilnMetrics } from './metrics';

@@ -1,0 +1,152 @@
+import type { Express, Request } from 'express';
+import { TRIGGER_KINDS, type TriggerKind } from '../domain/run-record';
+import { RUN_STATUSES, type RunStatus } from '../domain/status';
+import { QUICK_BUILD_FILE, quickBuildTask } from '../runs/quick-build';
+import type { RunFilter } from '../runs/store';
+import { submitRun, type SubmitInput } from '../runs/submit';
+import type { RouteContext } from './context';
+import { principal } from './auth';
+import { readBody, type FieldKinds } from './body';
+import { HttpError, sendProblem } from './problem';
+import { pathParam, queryParam, runSource, sendAccepted, withUpload } from './request';
+import { checkBody, NAME_PATTERN, validators } from './schemas';
+
+/** Quick runs and builds, the run list, one run, and cancel. */
+
+const RUN_FIELDS: FieldKinds = { json: ['values', 'set', 'secrets', 'credentials'], integer: ['timeout'] };
+const BUILD_FIELDS: FieldKinds = { json: ['tags', 'buildArgs', 'credentials'], integer: ['timeout'], boolean: ['noPush'] };
+
+const MAX_PAGE = 500;
+
+export function registerRunRoutes(app: Express, ctx: RouteContext): void {
+  const { deps, requireRole } = ctx;
+  const uploadTo = (fields: FieldKinds) => ({ upload: { dir: deps.uploadsDir, capBytes: deps.defaults.uploadCapBytes, fields } });
+
+  /** What every manual run shares: the server's defaults and who asked. */
+  const manualRun = (who: string | undefined): Pick<SubmitInput, 'trigger' | 'platform' | 'pool' | 'queueTtl'> => ({
+    trigger: who ? { kind: 'manual', detail: who } : { kind: 'manual' },
+    platform: deps.defaults.platform,
+    pool: deps.defaults.pool,
+    queueTtl: deps.defaults.queueTtl,
+  });
+
+  app.post('/v1/runs', requireRole('runner'), async (req, res) => {
+    const { body, upload } = await readBody(req, res, uploadTo(RUN_FIELDS));
+    await withUpload(upload, async () => {
+      const input = checkBody(validators.run, body);
+      const submitted = await submitRun(
+        {
+          ...manualRun(principal(res)?.name),
+          task: { text: input.task, fileName: 'acb.yaml' },
+          values: input.values,
+          set: input.set,
+          secrets: { secrets: input.secrets ?? {}, credentials: input.credentials ?? [] },
+          registry: input.registry ?? deps.defaults.registry,
+          timeout: input.timeout ?? deps.defaults.timeout,
+          source: runSource(input.context, upload),
+        },
+        ctx.submitDeps,
+      );
+      sendAccepted(res, submitted);
+    });
+  });
+
+  app.post('/v1/builds', requireRole('runner'), async (req, res) => {
+    const { body, upload } = await readBody(req, res, uploadTo(BUILD_FIELDS));
+    await withUpload(upload, async () => {
+      const input = checkBody(validators.build, body);
+      if (input.context === undefined && !upload) throw new HttpError(400, 'a build needs a context: a URL in "context", or an uploaded "context" tar');
+      const registry = input.registry ?? deps.defaults.registry;
+      const buildArgs = Array.isArray(input.buildArgs) ? input.buildArgs : Object.entries(input.buildArgs ?? {}).map(([k, v]) => `${k}=${v}`);
+      const text = quickBuildTask({ tags: input.tags, file: input.dockerfile, buildArgs, target: input.target, push: input.noPush !== true, registry });
+      const submitted = await submitRun(
+        {
+          ...manualRun(principal(res)?.name),
+          task: { text, fileName: QUICK_BUILD_FILE },
+          secrets: { secrets: {}, credentials: input.credentials ?? [] },
+          registry,
+          timeout: input.timeout ?? deps.defaults.timeout,
+          source: runSource(input.context, upload),
+        },
+        ctx.submitDeps,
+      );
+      sendAccepted(res, submitted);
+    });
+  });
+
+  app.get('/v1/runs', requireRole('reader'), async (req, res) => {
+    res.json(await deps.runs.list(runFilter(req)));
+  });
+
+  app.get('/v1/runs/:id', requireRole('reader'), async (req, res) => {
+    const id = pathParam(req, 'id');
+    const run = await deps.runs.get(id);
+    if (!run) throw new HttpError(404, `no run ${id}`);
+    res.json(run);
+  });
+
+  app.post('/v1/runs/:id/cancel', requireRole('runner'), async (req, res) => {
+    const id = pathParam(req, 'id');
+    const outcome = await deps.runs.cancel(id);
+    switch (outcome.outcome) {
+      case 'missing':
+        throw new HttpError(404, `no run ${id}`);
+      case 'final':
+        sendProblem(res, 409, `run ${id} already ended ${outcome.run.status}`, { extensions: { run: outcome.run } });
+        return;
+      case 'canceled':
+        // The job would only be refused by its worker; removing it frees the queue sooner.
+        await deps.queue.remove(id).catch((err: unknown) => ctx.logger.warn({ err, runId: id }, 'could not remove the job of a canceled run'));
+        break;
+      case 'requested':
+        break;
+      default: {
+        const never: never = outcome;
+        throw new Error(`unknown cancel outcome ${JSON.stringify(never)}`);
+      }
+    }
+    res.status(202).json(outcome.run);
+  });
+}
+
+function runFilter(req: Request): RunFilter {
+  const known = new Set(['status', 'task', 'trigger', 'since', 'until', 'cursor', 'limit']);
+  for (const name of Object.keys(req.query)) if (!known.has(name)) throw new HttpError(400, `unknown query parameter "${name}"`);
+  const param = (name: string): string | undefined => queryParam(req, name);
+  const filter: RunFilter = {};
+  const status = param('status');
+  if (status !== undefined) {
+    if (!(RUN_STATUSES as readonly string[]).includes(status)) throw new HttpError(400, `status must be one of ${RUN_STATUSES.join(', ')}`);
+    filter.status = status as RunStatus;
+  }
+  const trigger = param('trigger');
+  if (trigger !== undefined) {
+    if (!(TRIGGER_KINDS as readonly string[]).includes(trigger)) throw new HttpError(400, `trigger must be one of ${TRIGGER_KINDS.join(', ')}`);
+    filter.trigger = trigger as TriggerKind;
+  }
+  const task = param('task');
+  if (task !== undefined) {
+    if (!new RegExp(NAME_PATTERN).test(task)) throw new HttpError(400, 'task must be a task name');
+    filter.task = task;
+  }
+  for (const name of ['since', 'until'] as const) {
+    const text = param(name);
+    if (text === undefined) continue;
+    const time = Date.parse(text);
+    if (Number.isNaN(time)) throw new HttpError(400, `${name} must be an ISO 8601 time`);
+    // The store compares its ISO timestamps as text: give it the same form.
+    filter[name] = new Date(time).toISOString();
+  }
+  const cursor = param('cursor');
+  if (cursor !== undefined) {
+    if (cursor.length === 0 || cursor.length > 200) throw new HttpError(400, 'cursor is not one this API gave');
+    filter.cursor = cursor;
+  }
+  const limit = param('limit');
+  if (limit !== undefined) {
+    const n = Number(limit);
+    if (!/^\d+$/.test(limit) || n < 1 || n > MAX_PAGE) throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`);
+    filter.limit = n;
+  }
+  return filter;
+}

@@ -1,0 +1,138 @@
+import type { Express } from 'express';
+import type { RunSource } from '../domain/run-record';
+import type { TaskInput } from '../runs/store';
+import { checkTask, contextSource, submitRun } from '../runs/submit';
+import type { RouteContext } from './context';
+import { principal } from './auth';
+import { readBody, type FieldKinds } from './body';
+import { HttpError } from './problem';
+import { pathParam, runSource, sendAccepted, withUpload } from './request';
+import { checkBody, NAME_PATTERN, validators, type TaskBody } from './schemas';
+
+/**
+ * Saved tasks: admins write them (secrets and credentials are write-only: answers carry only
+ * their ids and registries), readers read them, runners run them with overrides.
+ */
+
+const TASK_RUN_FIELDS: FieldKinds = { json: ['values', 'set', 'secrets'] };
+/** The file name diagnostics of an inline saved task carry. */
+const INLINE_FILE = 'acb.yaml';
+const NAME = new RegExp(NAME_PATTERN);
+
+export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
+  const { deps, requireRole } = ctx;
+  const { tasks, defaults } = deps;
+
+  /** A task name from the path; one that cannot exist is simply not found. */
+  const taskName = (value: string): string => {
+    if (!NAME.test(value)) throw new HttpError(404, `no task ${value}`);
+    return value;
+  };
+
+  const save = async (body: TaskBody): Promise<TaskInput> => {
+    if ((body.task === undefined) === (body.file === undefined)) throw new HttpError(400, 'a task has exactly one of "task" (inline YAML) and "file" (a path in its context)');
+    if (body.context !== undefined) contextSource(body.context);
+    const registry = body.registry ?? defaults.registry;
+    if (body.task !== undefined) {
+      const stored = body.secrets === undefined ? (await tasks.secretsOf(body.name)).secrets : {};
+      await checkTask(
+        {
+          text: body.task,
+          fileName: INLINE_FILE,
+          taskName: body.name,
+          values: body.values,
+          secrets: { ...stored, ...body.secrets },
+          registry,
+          hostSecrets: true,
+          secretsMayComeLater: true,
+        },
+        ctx.submitDeps,
+      );
+    }
+    const input: TaskInput = {
+      name: body.name,
+      platform: body.platform ?? defaults.platform,
+      pool: body.pool ?? defaults.pool,
+      timeout: body.timeout ?? defaults.timeout,
+      status: body.status ?? 'Enabled',
+      concurrency: body.concurrency ?? 0,
+      triggers: body.triggers ?? {},
+    };
+    if (body.task !== undefined) input.task = body.task;
+    if (body.file !== undefined) input.file = body.file;
+    if (body.context !== undefined) input.context = body.context;
+    if (body.values !== undefined) input.values = body.values;
+    if (body.registry !== undefined) input.registry = body.registry;
+    return input;
+  };
+
+  app.post('/v1/tasks', requireRole('admin'), async (req, res) => {
+    const body = checkBody(validators.task, (await readBody(req, res)).body);
+    if (await tasks.get(body.name)) throw new HttpError(409, `task ${body.name} exists; PUT /v1/tasks/${body.name} replaces it`);
+    const saved = await tasks.put(await save(body), body.secrets, body.credentials);
+    res.status(201).location(`/v1/tasks/${saved.name}`).json(saved);
+  });
+
+  app.get('/v1/tasks', requireRole('reader'), async (_req, res) => {
+    res.json({ items: await tasks.list() });
+  });
+
+  app.get('/v1/tasks/:name', requireRole('reader'), async (req, res) => {
+    const name = taskName(pathParam(req, 'name'));
+    const task = await tasks.get(name);
+    if (!task) throw new HttpError(404, `no task ${name}`);
+    res.json(task);
+  });
+
+  app.put('/v1/tasks/:name', requireRole('admin'), async (req, res) => {
+    const name = taskName(pathParam(req, 'name'));
+    const raw = (await readBody(req, res)).body;
+    // The name is the path's; the body may repeat it, not contradict it.
+    const withName = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && !('name' in raw) ? { ...raw, name } : raw;
+    const body = checkBody(validators.task, withName);
+    if (body.name !== name) throw new HttpError(400, `the body names task "${body.name}", the path "${name}"`);
+    const existed = (await tasks.get(name)) !== undefined;
+    const saved = await tasks.put(await save(body), body.secrets, body.credentials);
+    res.status(existed ? 200 : 201).json(saved);
+  });
+
+  app.delete('/v1/tasks/:name', requireRole('admin'), async (req, res) => {
+    const name = taskName(pathParam(req, 'name'));
+    if (!(await tasks.delete(name))) throw new HttpError(404, `no task ${name}`);
+    res.status(204).end();
+  });
+
+  app.post('/v1/tasks/:name/runs', requireRole('runner'), async (req, res) => {
+    const name = taskName(pathParam(req, 'name'));
+    const { body, upload } = await readBody(req, res, { upload: { dir: deps.uploadsDir, capBytes: defaults.uploadCapBytes, fields: TASK_RUN_FIELDS } });
+    await withUpload(upload, async () => {
+      const input = checkBody(validators.taskRun, body);
+      const task = await tasks.get(name);
+      if (!task) throw new HttpError(404, `no task ${name}`);
+      if (task.status === 'Disabled') throw new HttpError(409, `task ${name} is disabled`);
+      const stored = await tasks.secretsOf(name);
+      const saved: RunSource = task.context !== undefined ? contextSource(task.context) : { kind: 'none' };
+      const who = principal(res)?.name;
+      const submitted = await submitRun(
+        {
+          // A `file` task's text is in its context: the worker reads and checks it there.
+          task: task.task !== undefined ? { text: task.task, fileName: INLINE_FILE } : { file: task.file ?? INLINE_FILE },
+          taskName: name,
+          values: { ...task.values, ...input.values },
+          set: input.set,
+          secrets: { secrets: { ...stored.secrets, ...input.secrets }, credentials: stored.credentials },
+          registry: task.registry ?? defaults.registry,
+          timeout: task.timeout,
+          source: runSource(input.context, upload, saved),
+          trigger: who ? { kind: 'manual', detail: who } : { kind: 'manual' },
+          platform: task.platform,
+          pool: task.pool,
+          queueTtl: defaults.queueTtl,
+          hostSecrets: true,
+        },
+        ctx.submitDeps,
+      );
+      sendAccepted(res, submitted);
+    });
+  });
+}

@@ -1,0 +1,28 @@
+import type { Express } from 'express';
+import type { RouteContext } from './context';
+import { readBody } from './body';
+import { HttpError } from './problem';
+import { pathParam } from './request';
+import { checkBody, validators } from './schemas';
+
+/** API tokens, for admins: a new token is shown once, in the answer that creates it. */
+export function registerTokenRoutes(app: Express, ctx: RouteContext): void {
+  const { tokens } = ctx.deps;
+  const admin = ctx.requireRole('admin');
+
+  app.post('/v1/tokens', admin, async (req, res) => {
+    const body = checkBody(validators.token, (await readBody(req, res)).body);
+    const { token, info } = await tokens.create(body.name, body.role);
+    res.status(201).set('Cache-Control', 'no-store').json({ ...info, token });
+  });
+
+  app.get('/v1/tokens', admin, async (_req, res) => {
+    res.json({ items: await tokens.list() });
+  });
+
+  app.delete('/v1/tokens/:id', admin, async (req, res) => {
+    const id = pathParam(req, 'id');
+    if (!(await tokens.revoke(id))) throw new HttpError(404, `no token ${id}`);
+    res.status(204).end();
+  });
+}
