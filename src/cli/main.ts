@@ -2,8 +2,10 @@ import { Command, CommanderError, Option } from 'commander';
 import type { Backend } from '../backend/types';
 import { loadConfig } from '../config';
 import { hasErrors } from '../runs/prepare';
+import { registerClientCommands } from './client/commands';
 import { printDiagnostics } from './diagnostics';
 import { EXIT_BAD_INPUT, EXIT_OK, registerRunCommands } from './run';
+import { registerServiceCommands, type RunningService, type ServiceOptions } from './serve';
 import { prepareFromFlags, type TaskFlags } from './task-input';
 import { version } from '../../package.json';
 
@@ -18,6 +20,11 @@ export interface CliIo {
   /** The container backend for `run` and `build`; only bin/ knows the concrete class. */
   createBackend?: () => Promise<Backend>;
   onInterrupt?: (handler: () => void) => () => void;
+  /** `kiln serve`, `api` and `worker`: bin/ assembles the service. */
+  startService?: (options: ServiceOptions) => Promise<RunningService>;
+  /** Resolves with the signal's name on SIGTERM or SIGINT. */
+  untilStopped?: () => Promise<string>;
+  forceExit?: (code: number) => void;
 }
 
 const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
@@ -48,7 +55,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   const input = { registry: config.registry, imageAliases: config.imageAliases, now: io.now };
 
   const program = new Command('kiln')
-    .description('Kiln runs ACR Tasks files (acb.yaml) on a Docker Engine: build, push and cmd steps, in parallel where the graph allows.')
+    .description(
+      'Kiln runs ACR Tasks files (acb.yaml) on a Docker Engine: build, push and cmd steps, in parallel where the graph allows. ' +
+        'The task, runs and token commands (and run/build with --server) talk to a Kiln server: --server URL or $KILN_SERVER, --token or $KILN_TOKEN.',
+    )
     .version(version)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
@@ -93,6 +103,18 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     cwd: io.cwd ?? process.cwd(),
     input,
     createBackend: io.createBackend ?? (() => Promise.reject(new Error('no container backend is configured'))),
+    onInterrupt: io.onInterrupt,
+    setExitCode,
+  });
+
+  registerServiceCommands(program, { stderr: io.stderr, env: io.env, startService: io.startService, untilStopped: io.untilStopped, forceExit: io.forceExit, setExitCode });
+
+  registerClientCommands(program, {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    env: io.env,
+    cwd: io.cwd ?? process.cwd(),
+    now: io.now,
     onInterrupt: io.onInterrupt,
     setExitCode,
   });

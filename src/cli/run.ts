@@ -2,7 +2,6 @@ import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Backend } from '../backend/types';
 import type { BuildContext } from '../domain/plan';
-import { parseImageRef } from '../domain/image-ref';
 import type { RunResult } from '../domain/run-result';
 import { KilnError } from '../errors';
 import { parseContext } from '../plan';
@@ -10,7 +9,10 @@ import { executeRun } from '../runs/execute';
 import { dockerConfigLogins, mergeLogins, parseCredsFlags } from '../runs/logins';
 import { isDeadLocalOwner } from '../runs/local-owner';
 import { hasErrors } from '../runs/prepare';
+import { QUICK_BUILD_FILE, quickBuildTask } from '../runs/quick-build';
 import { makeSecretResolver } from '../runs/secrets';
+import { buildRemote, LOCAL_ONLY_FLAGS, runRemote } from './client/remote-run';
+import type { ClientDeps } from './client/common';
 import { printDiagnostics } from './diagnostics';
 import { formatSummary, makeEventPrinter } from './run-output';
 import { newRunId, prepareFromFlags, type TaskFlags, type TaskInputDeps } from './task-input';
@@ -56,12 +58,40 @@ function runOptions(cmd: Command): Command {
   return cmd
     .option('--registry <host>', 'the run registry for $Registry, .Run.Registry and quick-build tags (default: $KILN_REGISTRY)')
     .option('--secret <id=value>', 'the value of a secret the task declares (repeatable)', collect, [])
-    .option('--creds <host=user:password>', 'a registry login for pulls and pushes (repeatable; also read from ~/.docker/config.json)', collect, [])
+    .option('--creds <host=user:password>', 'a registry login for pulls and pushes (repeatable; a local run also reads ~/.docker/config.json)', collect, [])
     .addOption(new Option('-o, --output <format>', 'text: a log and a summary; json: the run document on stdout, the log on stderr').choices(['text', 'json']).default('text'))
-    .option('--max-parallel <n>', 'run at most this many steps at once (default: no limit)', positiveInt(1000))
-    .option('--timeout <seconds>', 'the run timeout', positiveInt(28800), 3600)
-    .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it)')
-    .option('--id <run-id>', 'the run id for $ID and .Run.ID (default: a new id)');
+    .option('--max-parallel <n>', 'run at most this many steps at once (default: no limit; local runs only)', positiveInt(1000))
+    .option('--timeout <seconds>', "the run timeout (with --server, the server's default unless given)", positiveInt(28800), 3600)
+    .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it; local runs only)')
+    .option('--id <run-id>', 'the run id for $ID and .Run.ID (default: a new id; local runs only)')
+    .option('--server <url>', 'run on this Kiln server instead of the local Docker Engine (a context directory is uploaded)')
+    .option('--token <token>', 'with --server: the API token (default: $KILN_TOKEN)')
+    .option('--no-wait', 'with --server: print the run id and exit without waiting')
+    .option('--no-logs', 'with --server: wait for the outcome without printing the log');
+}
+
+interface ServerRunFlags {
+  server?: string;
+  token?: string;
+  wait: boolean;
+  logs: boolean;
+}
+
+/**
+ * Which way the command goes: to the server named by `--server`, or here. `KILN_SERVER` alone does
+ * not send a run away: `kiln run` stays the local run unless asked. Flags that mean something on
+ * only one side are refused on the other.
+ */
+function serverFlags(cmd: Command, flags: ServerRunFlags): { remote: boolean; timeout?: number } {
+  const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+  if (flags.server === undefined) {
+    const needsServer = [['token', '--token'], ['wait', '--no-wait'], ['logs', '--no-logs']].find(([name]) => given(name));
+    if (needsServer) throw new KilnError('invalid_input', `${needsServer[1]} needs --server`);
+    return { remote: false };
+  }
+  const localOnly = Object.entries(LOCAL_ONLY_FLAGS).find(([name]) => given(name));
+  if (localOnly) throw new KilnError('invalid_input', `${localOnly[1]} applies to local runs only, not with --server`);
+  return { remote: true, timeout: given('timeout') ? (cmd.getOptionValue('timeout') as number) : undefined };
 }
 
 /** A local directory, or a git URL (`https://host/repo.git#ref:subdir`) or an http(s) tar URL. */
@@ -141,33 +171,8 @@ async function runTask(flags: RunFlags, contextArg: string | undefined, deps: Ru
   deps.setExitCode(result.status === 'Succeeded' ? EXIT_OK : EXIT_FAILED);
 }
 
-/** The quick build as a task: build, then push what was built (unless `--no-push`). */
-export function quickBuildTask(options: { tags: string[]; file?: string; buildArgs: string[]; target?: string; push: boolean; registry?: string }): string {
-  const tags = options.tags.map((tag) => withRegistry(tag, options.registry));
-  const words = [...tags.flatMap((t) => ['-t', t])];
-  if (options.file) words.push('-f', options.file);
-  for (const arg of options.buildArgs) words.push('--build-arg', arg);
-  if (options.target) words.push('--target', options.target);
-  words.push('.');
-  // The text goes through the template engine: keep any "{{" literal.
-  const literal = (s: string): string => JSON.stringify(s).replace(/\{\{/g, '{{ "{{" }}');
-  const lines = ['version: v1.0.0', 'steps:', '  - id: build', `    build: ${literal(words.map(shellQuote).join(' '))}`];
-  if (options.push && tags.length > 0) lines.push('  - id: push', '    push:', ...tags.map((t) => `      - ${literal(t)}`));
-  return lines.join('\n') + '\n';
-}
-
-/** A tag without a registry gets the run registry, as ACR does. */
-function withRegistry(tag: string, registry: string | undefined): string {
-  if (!registry) return tag;
-  const first = tag.split('/')[0];
-  const hasRegistry = tag.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
-  if (hasRegistry) return tag;
-  parseImageRef(tag); // reject a bad reference here, with the tag as the user wrote it
-  return `${registry}/${tag}`;
-}
-
-function shellQuote(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'"'"'`)}'`;
+function clientDeps(deps: RunCommandDeps): ClientDeps {
+  return { stdout: deps.stdout, stderr: deps.stderr, env: deps.env, cwd: deps.cwd, now: deps.input.now, onInterrupt: deps.onInterrupt, setExitCode: deps.setExitCode };
 }
 
 export function registerRunCommands(program: Command, taskOptions: (cmd: Command) => Command, deps: RunCommandDeps): void {
@@ -175,26 +180,34 @@ export function registerRunCommands(program: Command, taskOptions: (cmd: Command
     taskOptions(
       program
         .command('run')
-        .description('run a task file on the local Docker Engine; exit 0 Succeeded, 1 Failed/Timeout/Canceled/Error, 2 bad input')
+        .description('run a task file on the local Docker Engine, or on a Kiln server with --server; exit 0 Succeeded, 1 Failed/Timeout/Canceled/Error/Expired, 2 bad input')
         .argument('[context]', 'the source context copied into /workspace: a directory, a git URL (https://host/repo.git#ref:subdir) or an http(s) tar URL'),
     ),
-  ).action(async (contextArg: string | undefined, flags: RunFlags) => {
-    await runTask(flags, contextArg, deps);
+  ).action(async (contextArg: string | undefined, flags: RunFlags & ServerRunFlags, cmd: Command) => {
+    const side = serverFlags(cmd, flags);
+    if (side.remote && flags.server !== undefined) await runRemote({ ...flags, server: flags.server, timeout: side.timeout }, contextArg, clientDeps(deps));
+    else await runTask(flags, contextArg, deps);
   });
 
   runOptions(
     program
       .command('build')
-      .description('the quick build: build CONTEXT with docker build options, then push the tags (exit codes as for run)')
+      .description('the quick build: build CONTEXT with docker build options, then push the tags, here or on a Kiln server with --server (exit codes as for run)')
       .argument('<context>', 'the build context: a directory, a git URL or an http(s) tar URL')
       .requiredOption('-t, --image <image>', 'a tag for the image (repeatable); a tag without a registry gets the run registry', collect, [])
       .option('-f, --file <dockerfile>', 'the Dockerfile, relative to the context (default Dockerfile)')
       .option('--build-arg <name=value>', 'a build argument (repeatable)', collect, [])
       .option('--target <stage>', 'the stage to build')
       .option('--no-push', 'build only'),
-  ).action(async (contextArg: string, flags: RunFlags & { image: string[]; file?: string; buildArg: string[]; target?: string; push: boolean }) => {
+  ).action(async (contextArg: string, flags: RunFlags & ServerRunFlags & { image: string[]; file?: string; buildArg: string[]; target?: string; push: boolean }, cmd: Command) => {
+    const side = serverFlags(cmd, flags);
+    if (side.remote && flags.server !== undefined) {
+      // The server gives a tag without a registry its own run registry: only --registry is sent.
+      await buildRemote({ ...flags, server: flags.server, timeout: side.timeout }, contextArg, clientDeps(deps));
+      return;
+    }
     const registry = flags.registry ?? deps.input.registry;
     const content = quickBuildTask({ tags: flags.image, file: flags.file, buildArgs: flags.buildArg, target: flags.target, push: flags.push, registry });
-    await runTask({ ...flags, file: '<quick build>', set: [] }, contextArg, deps, content);
+    await runTask({ ...flags, file: QUICK_BUILD_FILE, set: [] }, contextArg, deps, content);
   });
 }

@@ -1,0 +1,137 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Option, type Command } from 'commander';
+import { KilnError } from '../errors';
+
+/**
+ * `kiln serve` (API + worker + trigger scheduler in one process), `kiln api` and `kiln worker`:
+ * flags and environment into ServiceOptions; the process itself is assembled in bin/, which
+ * injects `startService`.
+ */
+
+export interface ServiceOptions {
+  api: boolean;
+  worker: boolean;
+  host: string;
+  port: number;
+  redisUrl: string;
+  /** Holds the secret key file and uploaded contexts. */
+  dataDir: string;
+  /** Runs at once on this worker. */
+  concurrency: number;
+  platform: string;
+  pool: string;
+  /** The default run registry. */
+  registry: string;
+  /** Bootstraps an admin token at start (`KILN_ADMIN_TOKEN`). */
+  adminToken?: string;
+  /** Give steps the engine's socket. */
+  dockerSocket: boolean;
+  /** Fetch contexts from private and loopback addresses (a single-machine set-up). */
+  allowPrivateSources: boolean;
+}
+
+export interface RunningService {
+  /** The API's address, when this process serves it. */
+  url?: string;
+  /** Stops taking work, lets what runs finish within `graceMs`, then ends the rest. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export interface ServiceDeps {
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+  startService?: (options: ServiceOptions) => Promise<RunningService>;
+  /** Resolves on SIGTERM/SIGINT (bin/ wires the signals). */
+  untilStopped?: () => Promise<string>;
+  setExitCode: (code: number) => void;
+  /** Ends the process at once (bin/ passes process.exit). */
+  forceExit?: (code: number) => void;
+}
+
+/** A SIGTERM gives running runs this long to finish before they are stopped and re-queued. */
+const SHUTDOWN_GRACE_MS = 25_000;
+/** After the grace period, tearing down and closing connections get this long. */
+const HARD_DEADLINE_EXTRA_MS = 15_000;
+
+interface ServiceFlags {
+  host: string;
+  port: number;
+  concurrency: number;
+  platform: string;
+  pool: string;
+  registry?: string;
+  dataDir?: string;
+  dockerSocket: boolean;
+  allowPrivateSources: boolean;
+}
+
+function integer(min: number, max: number): (text: string) => number {
+  return (text) => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < min || n > max) throw new KilnError('invalid_input', `"${text}" is not a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+export function registerServiceCommands(program: Command, deps: ServiceDeps): void {
+  const apiOptions = (cmd: Command): Command =>
+    cmd
+      .addOption(new Option('--host <address>', 'the address the API listens on').default('127.0.0.1'))
+      .addOption(new Option('--port <port>', 'the API port').argParser(integer(0, 65535)).default(8080));
+  const workerOptions = (cmd: Command): Command =>
+    cmd
+      .addOption(new Option('--concurrency <n>', 'runs at once on this worker').argParser(integer(1, 64)).default(2))
+      .addOption(new Option('--platform <os/arch>', 'the platform this worker builds for; it takes only runs for it').default('linux/amd64'))
+      .addOption(new Option('--pool <name>', 'the worker pool; it takes only runs for it').default('default'))
+      .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it)')
+      .option('--allow-private-sources', 'let runs fetch git and tar contexts from loopback and private addresses');
+  const common = (cmd: Command): Command =>
+    cmd
+      .option('--registry <host>', 'the default run registry (default: $KILN_REGISTRY)')
+      .option('--data-dir <dir>', 'where the secret key file and uploaded contexts live (default: $KILN_DATA_DIR or ~/.kiln)');
+
+  const start = async (parts: { api: boolean; worker: boolean }, flags: ServiceFlags): Promise<void> => {
+    if (!deps.startService || !deps.untilStopped) throw new Error('this build of kiln cannot start a service');
+    const options: ServiceOptions = {
+      ...parts,
+      host: flags.host ?? '127.0.0.1',
+      port: flags.port ?? 8080,
+      redisUrl: deps.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      dataDir: flags.dataDir ?? deps.env.KILN_DATA_DIR ?? join(homedir(), '.kiln'),
+      concurrency: flags.concurrency ?? 2,
+      platform: flags.platform ?? 'linux/amd64',
+      pool: flags.pool ?? 'default',
+      registry: flags.registry ?? deps.env.KILN_REGISTRY ?? '',
+      ...(deps.env.KILN_ADMIN_TOKEN ? { adminToken: deps.env.KILN_ADMIN_TOKEN } : {}),
+      dockerSocket: flags.dockerSocket ?? true,
+      allowPrivateSources: flags.allowPrivateSources ?? false,
+    };
+    const service = await deps.startService(options);
+    const what = [parts.api ? `API on ${service.url}` : '', parts.worker ? `worker (${options.platform}, pool ${options.pool}, ${options.concurrency} at once)` : '']
+      .filter(Boolean)
+      .join(' and ');
+    deps.stderr.write(`kiln: serving ${what}\n`);
+    const signal = await deps.untilStopped();
+    deps.stderr.write(`kiln: ${signal}: stopping (running runs get ${SHUTDOWN_GRACE_MS / 1000} s to finish)\n`);
+    // The hard deadline: whatever still hangs (a Redis that is gone, a stuck stream) is cut off.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), SHUTDOWN_GRACE_MS + HARD_DEADLINE_EXTRA_MS);
+    });
+    const outcome = await Promise.race([service.stop(SHUTDOWN_GRACE_MS).then(() => 'stopped' as const), deadline]);
+    clearTimeout(timer);
+    if (outcome === 'late') {
+      deps.stderr.write('kiln: did not stop in time; exiting anyway\n');
+      deps.setExitCode(1);
+      deps.forceExit?.(1);
+    }
+  };
+
+  common(workerOptions(apiOptions(program.command('serve').description('the API, the trigger scheduler and a worker in one process: Kiln on one machine'))))
+    .action((flags: ServiceFlags) => start({ api: true, worker: true }, flags));
+  common(apiOptions(program.command('api').description('the API (and trigger scheduler) alone; workers run elsewhere on the same Redis')))
+    .action((flags: ServiceFlags) => start({ api: true, worker: false }, flags));
+  common(workerOptions(program.command('worker').description('a worker alone: runs queued runs on the Docker Engine that DOCKER_HOST names')))
+    .action((flags: ServiceFlags) => start({ api: false, worker: true }, flags));
+}
