@@ -15,6 +15,16 @@ main(process.argv.slice(2), {
     const { DockerBackend } = await import('../backend/docker/index.js');
     return new DockerBackend({ logger: createLogger(process.env.KILN_LOG_LEVEL ?? 'warn'), owner: localOwner() });
   },
+  startService: async (options) => {
+    const { startService } = await import('./service.js');
+    return startService(options, process.env, createLogger(process.env.KILN_LOG_LEVEL ?? 'info'));
+  },
+  untilStopped: () =>
+    new Promise((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    }),
+  forceExit: (code) => process.exit(code),
   onInterrupt: (handler) => {
     process.on('SIGINT', handler);
     process.on('SIGTERM', handler);

@@ -1,0 +1,252 @@
+/**
+ * Benchmark: the service (issue 4), with real processes: one `kiln api` and two `kiln worker`s
+ * (concurrency 4 each) on Redis database 7 of the local Redis (emptied first), the local Docker
+ * Engine and registry of scripts/services.sh. Needs a build (`npm run build`).
+ *
+ *   node dist/bench/service.js [--runs 200] [--log-mb 100]
+ *
+ * Prints:
+ * - throughput: N single-step runs submitted at once, against the same containers started by raw
+ *   `docker run --rm` at the same parallelism (8) in the same session; target >= 0.9;
+ * - submit-to-first-container latency with an idle worker (the engine's own `start` event time
+ *   against the moment the submit request was sent), p50 target <= 150 ms;
+ * - `GET /v1/runs/{id}` latency at 200 concurrent clients, p99 target <= 20 ms;
+ * - a step printing 100 MB of log: the worker's peak RSS (target < 300 MB) and whether a follower
+ *   got every stored line up to the cap.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { request as httpRequest, Agent } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import Docker from 'dockerode';
+import Redis from 'ioredis';
+
+const KILN = join(__dirname, '..', 'src', 'bin', 'kiln.js');
+const REDIS_URL = 'redis://127.0.0.1:6379/7';
+const TOKEN = `bench-admin-${process.pid}-0123456789abcdef`;
+const PORT = 18000 + (process.pid % 1000);
+const API = `http://127.0.0.1:${PORT}`;
+const data = mkdtempSync(join(tmpdir(), 'kiln-bench-service-'));
+const children: ChildProcess[] = [];
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function start(args: string[]): ChildProcess {
+  const child = spawn('node', [KILN, ...args, '--data-dir', data], {
+    env: { ...process.env, REDIS_URL, KILN_ADMIN_TOKEN: TOKEN, KILN_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    const text = c.toString();
+    if (/error/i.test(text) && !/"level":30/.test(text)) process.stderr.write(`[${args[0]}] ${text}`);
+  });
+  children.push(child);
+  return child;
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null) return resolve();
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+
+/** One HTTP call on a keep-alive agent; resolves to status and body. */
+function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = httpRequest(
+      `${API}${path}`,
+      {
+        method,
+        agent,
+        headers: { authorization: `Bearer ${TOKEN}`, ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+async function submit(task: string): Promise<string> {
+  const res = await call('POST', '/v1/runs', { task });
+  if (res.status !== 202) throw new Error(`submit: ${res.status} ${res.body}`);
+  return (JSON.parse(res.body) as { runId: string }).runId;
+}
+
+async function statusOf(runId: string): Promise<string> {
+  const res = await call('GET', `/v1/runs/${runId}`);
+  return (JSON.parse(res.body) as { status: string }).status;
+}
+
+const FINAL = new Set(['Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout', 'Expired']);
+
+async function waitAll(runIds: string[]): Promise<Map<string, string>> {
+  const done = new Map<string, string>();
+  while (done.size < runIds.length) {
+    for (const id of runIds) {
+      if (done.has(id)) continue;
+      const status = await statusOf(id);
+      if (FINAL.has(status)) done.set(id, status);
+    }
+    if (done.size < runIds.length) await new Promise((r) => setTimeout(r, 250));
+  }
+  return done;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+}
+
+async function waitReady(): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await call('GET', '/readyz').then((r) => r.status === 200, () => false);
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the API did not become ready');
+}
+
+function rssKb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function main(): Promise<void> {
+  const runs = arg('--runs', 200);
+  const logMb = arg('--log-mb', 100);
+  const redis = new Redis(REDIS_URL);
+  await redis.flushdb();
+  const docker = new Docker();
+
+  start(['api', '--port', String(PORT)]);
+  await waitReady();
+  const workers = [start(['worker', '--concurrency', '4']), start(['worker', '--concurrency', '4'])];
+  await new Promise((r) => setTimeout(r, 1500));
+  const trivial = 'steps:\n  - cmd: busybox true\n';
+  await waitAll([await submit(trivial), await submit(trivial)]); // warm-up
+
+  // 1. Throughput.
+  const t0 = performance.now();
+  const ids = await Promise.all(Array.from({ length: runs }, () => submit(trivial)));
+  const outcomes = await waitAll(ids);
+  const kilnSeconds = (performance.now() - t0) / 1000;
+  const failed = [...outcomes.values()].filter((s) => s !== 'Succeeded').length;
+  const r0 = performance.now();
+  execFileSync('bash', ['-c', `seq ${runs} | xargs -P 8 -I{} docker run --rm busybox true`], { stdio: 'ignore' });
+  const rawSeconds = (performance.now() - r0) / 1000;
+
+  // 2. Submit to first container, one run at a time, workers idle.
+  const latencies: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const events = await docker.getEvents({ filters: { type: ['container'], event: ['start'], label: ['kiln.run'] } });
+    const sent = Date.now();
+    const started = new Promise<number>((resolve) => {
+      events.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) {
+          const e = JSON.parse(line) as { timeNano: number };
+          resolve(e.timeNano / 1e6);
+        }
+      });
+    });
+    const id = await submit(trivial);
+    latencies.push((await started) - sent);
+    (events as unknown as { destroy(): void }).destroy();
+    await waitAll([id]);
+  }
+
+  // 3. GET /v1/runs/{id} under 200 concurrent clients for 10 s.
+  const getLatencies: number[] = [];
+  const until = performance.now() + 10_000;
+  await Promise.all(
+    Array.from({ length: 200 }, async (_, i) => {
+      const id = ids[i % ids.length] as string;
+      while (performance.now() < until) {
+        const s = performance.now();
+        const res = await call('GET', `/v1/runs/${id}`);
+        if (res.status !== 200) throw new Error(`GET: ${res.status}`);
+        getLatencies.push(performance.now() - s);
+      }
+    }),
+  );
+
+  // 4. A log flood: 100 MB in ~1 KB lines, followed live; the worker's RSS sampled meanwhile.
+  const lines = Math.round((logMb * 1024 * 1024) / 1000);
+  const flood = `steps:\n  - cmd: busybox sh -c "yes $(head -c 999 /dev/zero | tr '\\\\0' x) | head -n ${lines}"\n`;
+  const floodId = await submit(flood);
+  let peakKb = 0;
+  const sampler = setInterval(() => {
+    for (const w of workers) peakKb = Math.max(peakKb, rssKb(w.pid ?? 0));
+  }, 100);
+  const followed = await new Promise<{ lines: number; marker: boolean }>((resolve, reject) => {
+    let count = 0;
+    let marker = false;
+    let rest = '';
+    const req = httpRequest(`${API}/v1/runs/${floodId}/logs?follow=1`, { headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        rest += chunk;
+        const events = rest.split('\n\n');
+        rest = events.pop() ?? '';
+        for (const e of events) {
+          if (e.includes('event: line')) {
+            if (e.includes('log truncated')) marker = true;
+            else if (e.includes('xxxxxxxxxx')) count++;
+          }
+        }
+      });
+      res.on('end', () => resolve({ lines: count, marker }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  clearInterval(sampler);
+  const floodStatus = (await waitAll([floodId])).get(floodId);
+  const stored = await call('GET', `/v1/runs/${floodId}/logs?format=json`);
+  const storedLines = (JSON.parse(stored.body) as { entries?: { line: string }[] }).entries?.filter((e) => e.line.startsWith('xxxxxxxxxx')).length ?? -1;
+
+  await stopAll();
+  await redis.flushdb();
+  await redis.quit();
+
+  const ratio = runs / kilnSeconds / (runs / rawSeconds);
+  console.log(`Kiln service, ${runs} runs, 2 workers x concurrency 4 (seconds unless noted)\n`);
+  console.log('| measure | kiln | baseline | figure | target |');
+  console.log('|---|---|---|---|---|');
+  console.log(`| throughput, ${runs} single-step runs at once | ${kilnSeconds.toFixed(1)} s (${(runs / kilnSeconds).toFixed(1)} runs/s${failed ? `, ${failed} not Succeeded` : ''}) | raw docker -P 8: ${rawSeconds.toFixed(1)} s | ${ratio.toFixed(2)} | >= 0.9 |`);
+  console.log(`| submit to first container, idle worker (20 runs) | p50 ${percentile(latencies, 50).toFixed(0)} ms, p95 ${percentile(latencies, 95).toFixed(0)} ms | | | p50 <= 150 ms |`);
+  console.log(`| GET /v1/runs/{id}, 200 concurrent clients, 10 s | p50 ${percentile(getLatencies, 50).toFixed(1)} ms, p99 ${percentile(getLatencies, 99).toFixed(1)} ms (${getLatencies.length} requests) | | | p99 <= 20 ms |`);
+  console.log(`| ${logMb} MB log in one step | worker peak RSS ${(peakKb / 1024).toFixed(0)} MB; run ${floodStatus}; follower got ${followed.lines} lines${followed.marker ? ' + the cap marker' : ''}, store holds ${storedLines} | | | RSS < 300 MB, every stored line |`);
+}
+
+main().catch(async (err: unknown) => {
+  console.error(err);
+  await stopAll();
+  process.exitCode = 1;
+});

@@ -1,0 +1,98 @@
+import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import Redis from 'ioredis';
+import type { Logger } from 'pino';
+import { DockerBackend } from '../backend/docker';
+import type { RunningService, ServiceOptions } from '../cli/serve';
+import { loadConfig } from '../config';
+import { createApp, createMetrics } from '../http';
+import { BullRunQueue, startWorker, type WorkerHandle } from '../queue';
+import { startReconciler } from '../runs/reconcile';
+import { RedisStore } from '../runs/redis-store';
+import { loadSecretKey } from '../runs/secret-box';
+
+/**
+ * The service's composition root: the only place that builds Redis connections, the store, the
+ * queue, the Docker backend, the API server and the worker, and stops them in order.
+ */
+
+/** How often the reconciler re-queues runs that lost their job (RELIABILITY.md rule 2). */
+const RECONCILE_INTERVAL_MS = 30_000;
+
+export async function startService(options: ServiceOptions, env: NodeJS.ProcessEnv, logger: Logger): Promise<RunningService> {
+  const config = loadConfig(env);
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const uploadsDir = join(options.dataDir, 'uploads');
+  mkdirSync(uploadsDir, { recursive: true, mode: 0o700 });
+  const secretKey = loadSecretKey(env, join(options.dataDir, 'secret.key'));
+
+  // Commands fail fast while Redis is away (the API answers 503), but reconnect for ever.
+  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: true });
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis'));
+  await redis.connect();
+  const store = new RedisStore({ redis, secretKey });
+  const queue = new BullRunQueue({ connection: redis });
+
+  const stops: (() => Promise<void>)[] = [];
+  let url: string | undefined;
+  let server: Server | undefined;
+  if (options.api) {
+    if (options.adminToken) await store.tokens.ensure(options.adminToken, 'admin (KILN_ADMIN_TOKEN)', 'admin');
+    const app = createApp({
+      runs: store,
+      logs: store.logs,
+      tasks: store.tasks,
+      tokens: store.tokens,
+      queue,
+      uploadsDir,
+      defaults: { registry: options.registry || undefined, platform: options.platform, pool: options.pool, timeout: 3600, queueTtl: 24 * 3600, uploadCapBytes: 1024 ** 3 },
+      ready: async () => (await redis.ping()) === 'PONG',
+      logger,
+      metrics: createMetrics(),
+      imageAliases: config.imageAliases,
+    });
+    server = createServer(app);
+    await new Promise<void>((resolve, reject) => {
+      server?.once('error', reject);
+      server?.listen(options.port, options.host, () => resolve());
+    });
+    const address = server.address();
+    url = typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+    stops.push(startReconciler({ store, queue, logger }, RECONCILE_INTERVAL_MS));
+  }
+
+  let worker: WorkerHandle | undefined;
+  if (options.worker) {
+    worker = await startWorker({
+      connection: redis,
+      store,
+      backendFor: (owner) => new DockerBackend({ logger, owner }),
+      concurrency: options.concurrency,
+      platform: options.platform,
+      pool: options.pool,
+      logger,
+      uploadsDir,
+      network: options.allowPrivateSources ? { allowSchemes: ['https', 'http'], allowPrivateAddresses: true } : { allowSchemes: ['https'] },
+      dockerSocket: options.dockerSocket,
+      imageAliases: config.imageAliases,
+    });
+  }
+
+  return {
+    url,
+    async stop(graceMs: number): Promise<void> {
+      // New requests first, then the worker's runs, then the connections everything shared.
+      const closing = server ? new Promise<void>((resolve) => server?.close(() => resolve())) : Promise.resolve();
+      server?.closeIdleConnections();
+      await worker?.close(graceMs);
+      for (const stop of stops) await stop();
+      // Open log followers would hold the server forever: cut them.
+      server?.closeAllConnections();
+      await closing;
+      await queue.close();
+      await store.close();
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
