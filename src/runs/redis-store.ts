@@ -206,9 +206,26 @@ export class RedisStore implements RunStore {
     return `${this.p}:run:${runId}`;
   }
 
+  private tag: string | undefined;
+
+  /**
+   * Run ids are `k`, two letters chosen once per installation, and a sequence number: short and
+   * sortable like ACR's, and two installations (or a test's prefix) on one Docker engine do not
+   * share names of containers, networks and volumes, which come from the run id.
+   */
+  private async idTag(): Promise<string> {
+    if (this.tag === undefined) {
+      const letters = 'abcdefghijklmnopqrstuvwxyz';
+      const pick = (): string => letters[randomBytes(1)[0] % letters.length] as string;
+      await this.redis.set(`${this.p}:run:tag`, `k${pick()}${pick()}`, 'NX');
+      this.tag = (await this.redis.get(`${this.p}:run:tag`)) ?? 'k';
+    }
+    return this.tag;
+  }
+
   async create(request: RunRequest, secrets: RunSecrets): Promise<RunDocument> {
     const seq = await this.redis.incr(`${this.p}:run:seq`);
-    const runId = `k${seq}`;
+    const runId = `${await this.idTag()}${seq}`;
     const createdAt = this.now().toISOString();
     const fields: RunFields & { seq: string; secrets: string; token: string; cancel: string } = {
       status: 'Queued',
@@ -354,7 +371,7 @@ export class RedisStore implements RunStore {
 
   async unfinished(): Promise<string[]> {
     const ids = await this.redis.smembers(`${this.p}:runs:unfinished`);
-    return ids.sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+    return ids.sort((a, b) => sequenceOf(a) - sequenceOf(b));
   }
 
   async countByStatus(): Promise<Partial<Record<RunStatus, number>>> {
@@ -370,9 +387,13 @@ export class RedisStore implements RunStore {
   }
 }
 
-/** Run ids are `k<sequence>`: anything else is not one (and never reaches a key name). */
+/** Run ids are `k`, two letters and a sequence number: anything else is not one (and never reaches a key name). */
 function isRunId(runId: string): boolean {
-  return /^k\d{1,15}$/.test(runId);
+  return /^k[a-z]{0,2}\d{1,15}$/.test(runId);
+}
+
+function sequenceOf(runId: string): number {
+  return Number(/\d+$/.exec(runId)?.[0] ?? 0);
 }
 
 function fieldsOf(values: (string | null)[]): RunFields {

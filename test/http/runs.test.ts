@@ -22,7 +22,7 @@ describe('POST /v1/runs', () => {
     const res = await api.request('POST', '/v1/runs', { role: 'runner', json: { task: VALID_TASK, set: { a: 'b' }, timeout: 900 } });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { runId: string; status: string };
-    expect(body).toEqual({ runId: expect.stringMatching(/^k\d+$/), status: 'Queued' });
+    expect(body).toEqual({ runId: expect.stringMatching(/^k[a-z]{2}\d+$/), status: 'Queued' });
     expect(res.headers.get('location')).toBe(`/v1/runs/${body.runId}`);
 
     const stored = await api.store.get(body.runId);

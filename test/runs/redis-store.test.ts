@@ -67,12 +67,14 @@ describe('runs', () => {
   it('creates Queued runs with short increasing ids, and reads them back', async () => {
     const a = await store.create(request(), secrets);
     const b = await store.create(request({ taskName: 'app' }), secrets);
-    expect(a.runId).toMatch(/^k\d+$/);
-    expect(Number(b.runId.slice(1))).toBe(Number(a.runId.slice(1)) + 1);
+    expect(a.runId).toMatch(/^k[a-z]{2}\d+$/);
+    expect(b.runId.slice(0, 3)).toBe(a.runId.slice(0, 3));
+    expect(Number(b.runId.slice(3))).toBe(Number(a.runId.slice(3)) + 1);
     expect(a).toMatchObject({ status: 'Queued', startedAt: null, finishedAt: null, steps: [], attempt: 0, worker: null, task: null, trigger: { kind: 'manual' } });
     expect(await store.get(b.runId)).toEqual(b);
     expect(b.task).toBe('app');
     expect(await store.get('k999999999')).toBeUndefined();
+    expect(await store.get(`${a.runId.slice(0, 3)}999999999`)).toBeUndefined();
     expect(await store.get('../etc')).toBeUndefined();
   });
 
