@@ -110,6 +110,12 @@ export interface StepIo {
   signal: AbortSignal;
   /** One complete line of output (without its newline), in order per stream. */
   onLine(stream: OutputStream, line: string): void;
+  /**
+   * Backpressure from whoever stores the lines: a promise means "no more for now". The backend
+   * stops reading the step's output until it settles, so the step's own writes block and a slow
+   * log store slows the step down instead of losing its lines.
+   */
+  ready?(): Promise<void> | undefined;
 }
 
 export interface StepExit {

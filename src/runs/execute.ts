@@ -24,6 +24,8 @@ export interface ExecuteRunOptions {
   maxParallel?: number;
   signal?: AbortSignal;
   onEvent?: (event: RunEvent) => void;
+  /** See ExecuteOptions.logReady. */
+  logReady?: () => Promise<void> | undefined;
   clock?: Clock;
   /** Which URLs git and tar contexts may come from (default: https, public addresses only). */
   network?: NetworkPolicy;
@@ -73,6 +75,7 @@ export async function executeRun(options: ExecuteRunOptions): Promise<RunResult>
       timeoutSeconds: options.timeoutSeconds,
       maxParallel: options.maxParallel,
       onEvent: options.onEvent,
+      logReady: options.logReady,
       clock: options.clock,
       secrets: options.secrets,
       registryLogins: options.registryLogins,

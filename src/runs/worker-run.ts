@@ -200,6 +200,7 @@ async function runAttempt(attempt: Attempt, startedAt: Date): Promise<RunResult>
         maxParallel: options.maxParallel,
         signal,
         onEvent,
+        logReady: () => attempt.shipper.ready(),
         network: options.network,
       });
     } finally {
@@ -526,6 +527,8 @@ export interface LogShipperOptions {
   maxBufferedBytes?: number;
   /** How long closing waits for the store to take what is left; default 15 s. */
   closeTimeoutMs?: number;
+  /** Buffered bytes past which steps' output is held back (see `ready`); default 4 MiB. */
+  highWaterBytes?: number;
 }
 
 type Line = Omit<LogEntry, 'offset'>;
@@ -553,6 +556,10 @@ export class LogShipper {
   private readonly batchLines: number;
   private readonly maxBytes: number;
   private readonly closeTimeoutMs: number;
+  private readonly highWater: number;
+  private failing = false;
+  private lowWaiters: Promise<void> | undefined;
+  private releaseWaiters: (() => void) | undefined;
 
   constructor(
     private readonly logs: Pick<LogStore, 'append'>,
@@ -564,6 +571,28 @@ export class LogShipper {
     this.batchLines = options.batchLines ?? 500;
     this.maxBytes = options.maxBufferedBytes ?? 16 * 1024 * 1024;
     this.closeTimeoutMs = options.closeTimeoutMs ?? 15_000;
+    this.highWater = Math.min(options.highWaterBytes ?? 4 * 1024 * 1024, this.maxBytes / 2);
+  }
+
+  /**
+   * Backpressure for the steps' output: past the high-water mark, a promise that settles once the
+   * buffer is down to half of it. Not while the store is failing: then lines wait in the buffer
+   * up to its cap and are dropped beyond it (with a marker), rather than stall every step.
+   */
+  ready(): Promise<void> | undefined {
+    if (this.bufferedBytes < this.highWater || this.failing) return undefined;
+    this.lowWaiters ??= new Promise<void>((resolve) => {
+      this.releaseWaiters = resolve;
+    });
+    return this.lowWaiters;
+  }
+
+  private release(): void {
+    if (this.lowWaiters && (this.bufferedBytes <= this.highWater / 2 || this.failing)) {
+      this.releaseWaiters?.();
+      this.lowWaiters = undefined;
+      this.releaseWaiters = undefined;
+    }
   }
 
   push(step: string, stream: 'stdout' | 'stderr', line: string): void {
@@ -614,7 +643,11 @@ export class LogShipper {
     this.timer = undefined;
     this.draining ??= this.drain().finally(() => {
       this.draining = undefined;
-      if (this.buffer.length > 0 && !this.closing) this.timer ??= setTimeout(() => this.kick(), this.flushMs);
+      if (this.buffer.length === 0) return;
+      // Lines pushed after the drain's last look: a closing shipper sends them at once (close()
+      // waits on the new drain), unless its deadline has passed.
+      if (!this.closing) this.timer ??= setTimeout(() => this.kick(), this.flushMs);
+      else if (Date.now() < this.deadline) this.kick();
     });
   }
 
@@ -627,7 +660,11 @@ export class LogShipper {
         this.buffer.splice(0, batch.length);
         for (const l of batch) this.bufferedBytes -= sizeOf(l);
         pause = 100;
+        this.failing = false;
+        this.release();
       } catch (err) {
+        this.failing = true;
+        this.release();
         if (pause === 100) this.log.warn({ err: errorText(err), buffered: this.buffer.length }, 'could not store log lines; retrying');
         if (Date.now() + pause > this.deadline) return;
         await new Promise((resolve) => setTimeout(resolve, pause));

@@ -31,6 +31,8 @@ export interface ExecuteOptions {
   /** At most this many steps at once (default: no bound, like ACR). */
   maxParallel?: number;
   onEvent?: (event: RunEvent) => void;
+  /** Backpressure of the log's consumer (see StepIo.ready): a promise holds steps' output back. */
+  logReady?: () => Promise<void> | undefined;
   clock?: Clock;
   /** Secret values to mask in every log line. */
   secrets?: readonly string[];
@@ -309,6 +311,7 @@ class Execution {
           }
           this.emit({ type: 'log', stepId: step.id, stream, line });
         },
+        ready: () => this.options.logReady?.(),
       };
       let failure: string | undefined;
       try {

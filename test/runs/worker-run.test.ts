@@ -259,6 +259,28 @@ it('keeps log lines while the log store is unreachable, and says how many it dro
   await flaky.quit();
 }, 20_000);
 
+it('holds the steps back instead of dropping lines when the log store is slower than they write', async () => {
+  const runId = `k${Date.now()}`;
+  // The real store, 20 ms slower per append: a burst outruns it.
+  const slow = { append: async (id: string, lines: Parameters<typeof store.logs.append>[1]) => { await new Promise((r) => setTimeout(r, 20)); await store.logs.append(id, lines); } };
+  const shipper = new LogShipper(slow, runId, logger, { flushMs: 5, batchLines: 50, maxBufferedBytes: 40_000, highWaterBytes: 10_000 });
+  let held = 0;
+  const line = (i: number): string => `line ${i} ${'x'.repeat(90)}`;
+  for (let i = 0; i < 2000; i++) {
+    shipper.push('s', 'stdout', line(i));
+    const wait = shipper.ready();
+    if (wait) {
+      held++;
+      await wait;
+    }
+  }
+  const closed = await shipper.close();
+  const stored = (await store.logs.read(runId)).entries.map((e) => e.line);
+  expect({ closed, count: stored.length, first: stored[0], last: stored[stored.length - 1] }).toEqual({ closed: true, count: 2000, first: line(0), last: line(1999) });
+  expect(held).toBeGreaterThan(0);
+  expect(stored).toEqual(Array.from({ length: 2000 }, (_, i) => line(i)));
+}, 30_000);
+
 async function waitFor(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {

@@ -410,7 +410,7 @@ export class DockerBackend implements Backend {
     } catch (err) {
       throw wrapEngineError(err, `attaching to container ${name} of step ${step.id} (run ${env.runId})`);
     }
-    const streaming = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line)).catch((err: unknown) => {
+    const streaming = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line), undefined, () => io.ready?.()).catch((err: unknown) => {
       this.log.debug({ ...ids, container: name, err: errorText(err) }, 'service output stream ended with an error');
     });
     this.runs.trackStream(env.runId, streaming);
@@ -485,7 +485,7 @@ export class DockerBackend implements Backend {
       throw wrapEngineError(reason, `attaching to container ${name} of step ${ids.stepId} (run ${ids.runId})`);
     }
     const output = attached.value;
-    const lines = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line));
+    const lines = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line), undefined, () => io.ready?.());
     lines.catch(() => undefined);
     const giveUp = async (): Promise<void> => {
       output.destroy();

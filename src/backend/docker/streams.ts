@@ -262,10 +262,16 @@ export async function demuxLines(
   source: AsyncIterable<Buffer>,
   onLine: (stream: OutputStream, line: string) => void,
   maxLineBytes: number = MAX_LINE_BYTES,
+  ready?: () => Promise<void> | undefined,
 ): Promise<void> {
   const demuxer = new LogDemuxer(onLine, maxLineBytes);
   try {
-    for await (const chunk of source) demuxer.write(chunk);
+    for await (const chunk of source) {
+      demuxer.write(chunk);
+      // Not reading on is what holds the container back: the engine stops taking its output.
+      const wait = ready?.();
+      if (wait) await wait;
+    }
   } finally {
     demuxer.end();
   }
