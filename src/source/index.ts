@@ -9,7 +9,7 @@
  * This folder is the only user of tar-fs and simple-git. Remote URLs are checked before anything
  * runs or connects (scheme allowlist, no option or transport syntax, no private addresses).
  */
-export { packContext, type PackContextOptions } from './pack';
+export { packContext, checkContextDirectory, type PackContextOptions } from './pack';
 export { extractTar } from './extract';
 export { fetchGitContext, checkGitRef, checkSubdir } from './git';
 export { fetchTarContext } from './tar-url';

@@ -54,6 +54,13 @@ export function packContext(dir: string, options: PackContextOptions = {}): Read
 }
 
 function contextRoot(dir: string): string {
+  checkContextDirectory(dir);
+  // The real path, so that tar-fs (which lstats) walks the directory even when `dir` is a link to it.
+  return realpathSync(dir);
+}
+
+/** Throws `KilnError('invalid_input')` when `dir` is missing or not a directory. */
+export function checkContextDirectory(dir: string): void {
   let isDir: boolean;
   try {
     isDir = statSync(dir).isDirectory();
@@ -62,8 +69,6 @@ function contextRoot(dir: string): string {
     throw new KilnError('invalid_input', missing ? `context directory "${dir}" does not exist` : `cannot read context directory "${dir}": ${(cause as Error).message}`, { cause });
   }
   if (!isDir) throw new KilnError('invalid_input', `context "${dir}" is not a directory`);
-  // The real path, so that tar-fs (which lstats) walks the directory even when `dir` is a link to it.
-  return realpathSync(dir);
 }
 
 function decide(filter: ContextFilter, root: string, path: string): 'keep' | 'walk' | 'drop' {

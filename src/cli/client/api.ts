@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { STATUS_CODES } from 'node:http';
 import type { LogEntry, RunDocument } from '../../domain/run-record';
 import type { RunStatus } from '../../domain/status';
@@ -269,7 +270,9 @@ export class KilnClient {
       }
       attempt += 1;
       options.onReconnect?.(attempt, reason);
-      await sleep(reconnectDelay(attempt), options.signal);
+      await sleep(reconnectDelay(attempt), undefined, { signal: options.signal }).catch((err: unknown) => {
+        throw options.signal?.reason ?? err;
+      });
     }
   }
 
@@ -423,22 +426,4 @@ function connectionReason(err: unknown): string {
     if (message && message !== 'fetch failed') reasons.push(typeof code === 'string' && !message.includes(code) ? `${code}: ${message}` : message);
   }
   return reasons[reasons.length - 1] ?? 'the connection failed';
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason as Error);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
@@ -6,7 +5,7 @@ import { constants as zlib, createGzip } from 'node:zlib';
 import type { Diagnostic } from '../../errors';
 import { KilnError } from '../../errors';
 import { parseCredsFlags } from '../../runs/logins';
-import { packContext } from '../../source';
+import { checkContextDirectory, packContext } from '../../source';
 import { parseSetFlags, readValuesFile } from '../../task';
 import { printDiagnostics } from '../diagnostics';
 import { ApiError, type Accepted, type ContextUpload, type Credential, type KilnClient } from './api';
@@ -191,14 +190,7 @@ export function contextOf(text: string | undefined, cwd: string, dockerfile?: st
  * packing reaches the request (and so the command) as the `invalid_input` error packContext raises.
  */
 export function uploadOf(dir: string, dockerfile?: string): ContextUpload {
-  let isDir: boolean;
-  try {
-    isDir = statSync(dir).isDirectory();
-  } catch (cause) {
-    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new KilnError('invalid_input', missing ? `context directory "${dir}" does not exist` : `cannot read context directory "${dir}": ${(cause as Error).message}`, { cause });
-  }
-  if (!isDir) throw new KilnError('invalid_input', `context "${dir}" is not a directory`);
+  checkContextDirectory(dir);
   async function* content(): AsyncGenerator<Uint8Array> {
     const gzip = createGzip({ level: zlib.Z_BEST_SPEED });
     const packed: Readable = pipeline(packContext(dir, { dockerfile }), gzip, () => undefined);
