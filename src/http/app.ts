@@ -5,6 +5,7 @@ import { DEFAULT_AUTH_FAILURE_LIMIT, FailureLimiter, makeRoleGuard, principal } 
 import type { AppDeps, RouteContext } from './context';
 import { registerLogRoutes } from './logs-routes';
 import { timeRequests } from './metrics';
+import { CachedTokens } from './token-cache';
 import { HttpError, notFoundHandler, problemHandler } from './problem';
 import { registerRunRoutes } from './runs-routes';
 import { registerTaskRoutes } from './tasks-routes';
@@ -27,7 +28,7 @@ export function createApp(input: AppDeps): Express {
     runs: unavailableOnFailure(input.runs),
     logs: unavailableOnFailure(input.logs),
     tasks: unavailableOnFailure(input.tasks),
-    tokens: unavailableOnFailure(input.tokens),
+    tokens: unavailableOnFailure(new CachedTokens(input.tokens)),
     queue: unavailableOnFailure(input.queue),
   };
   const logger = input.logger.child(
