@@ -9,8 +9,10 @@ import { loadConfig } from '../config';
 import { createApp, createMetrics } from '../http';
 import { BullRunQueue, startWorker, type WorkerHandle } from '../queue';
 import { startReconciler } from '../runs/reconcile';
+import { removeOldUploads } from '../runs/upload-retention';
 import { RedisStore } from '../runs/redis-store';
 import { loadSecretKey } from '../runs/secret-box';
+import { uploadKeyFrom } from '../runs/upload-url';
 
 /**
  * The service's composition root: the only place that builds Redis connections, the store, the
@@ -19,6 +21,9 @@ import { loadSecretKey } from '../runs/secret-box';
 
 /** How often the reconciler re-queues runs that lost their job (RELIABILITY.md rule 2). */
 const RECONCILE_INTERVAL_MS = 30_000;
+/** Longer than a run can wait in the queue (24 h) plus its longest timeout (8 h) and retries. */
+const UPLOAD_MAX_AGE_MS = 48 * 3600 * 1000;
+const UPLOAD_SWEEP_INTERVAL_MS = 3600 * 1000;
 
 export async function startService(options: ServiceOptions, env: NodeJS.ProcessEnv, logger: Logger): Promise<RunningService> {
   const config = loadConfig(env);
@@ -26,6 +31,7 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
   const uploadsDir = join(options.dataDir, 'uploads');
   mkdirSync(uploadsDir, { recursive: true, mode: 0o700 });
   const secretKey = loadSecretKey(env, join(options.dataDir, 'secret.key'));
+  const uploadKey = uploadKeyFrom(secretKey);
 
   // Commands fail fast while Redis is away (the API answers 503), but reconnect for ever.
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: true });
@@ -46,6 +52,7 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       tokens: store.tokens,
       queue,
       uploadsDir,
+      uploadKey,
       defaults: { registry: options.registry || undefined, platform: options.platform, pool: options.pool, timeout: 3600, queueTtl: 24 * 3600, uploadCapBytes: 1024 ** 3 },
       ready: async () => (await redis.ping()) === 'PONG',
       logger,
@@ -60,6 +67,16 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
     const address = server.address();
     url = typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : undefined;
     stops.push(startReconciler({ store, queue, logger }, RECONCILE_INTERVAL_MS));
+    // Uploads of runs that never reached a worker (canceled or expired while queued), and the
+    // API's copy of those a worker on another host downloaded: gone once no run can need them.
+    const sweepUploads = (): void => {
+      removeOldUploads(uploadsDir, UPLOAD_MAX_AGE_MS)
+        .then((removed) => removed.length > 0 && logger.info({ removed: removed.length }, 'removed old uploads'))
+        .catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not remove old uploads'));
+    };
+    sweepUploads();
+    const uploadTimer = setInterval(sweepUploads, UPLOAD_SWEEP_INTERVAL_MS);
+    stops.push(async () => clearInterval(uploadTimer));
   }
 
   let worker: WorkerHandle | undefined;
@@ -73,6 +90,8 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       pool: options.pool,
       logger,
       uploadsDir,
+      apiUrl: options.apiUrl,
+      uploadKey,
       network: options.allowPrivateSources ? { allowSchemes: ['https', 'http'], allowPrivateAddresses: true } : { allowSchemes: ['https'] },
       dockerSocket: options.dockerSocket,
       imageAliases: config.imageAliases,

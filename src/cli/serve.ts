@@ -17,6 +17,8 @@ export interface ServiceOptions {
   redisUrl: string;
   /** Holds the secret key file and uploaded contexts. */
   dataDir: string;
+  /** The API a worker fetches uploaded contexts from when they are not in its data directory (`--api-url`, `KILN_API_URL`). */
+  apiUrl?: string;
   /** Runs at once on this worker. */
   concurrency: number;
   platform: string;
@@ -62,6 +64,7 @@ interface ServiceFlags {
   pool: string;
   registry?: string;
   dataDir?: string;
+  apiUrl?: string;
   dockerSocket: boolean;
   allowPrivateSources: boolean;
 }
@@ -72,6 +75,21 @@ function integer(min: number, max: number): (text: string) => number {
     if (!/^\d+$/.test(text) || n < min || n > max) throw new KilnError('invalid_input', `"${text}" is not a whole number from ${min} to ${max}`);
     return n;
   };
+}
+
+/** `--api-url`: an http(s) URL, without credentials, query or fragment (a path is kept as the base). */
+function apiUrlOption(text: string | undefined): { apiUrl?: string } {
+  if (text === undefined || text.trim() === '') return {};
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw new KilnError('invalid_input', `--api-url "${text}" is not a URL`);
+  }
+  if (!['http:', 'https:'].includes(url.protocol) || url.username || url.password || url.search || url.hash) {
+    throw new KilnError('invalid_input', `--api-url "${text}" must be an http(s) URL without credentials, query or fragment`);
+  }
+  return { apiUrl: url.href.replace(/\/+$/, '') };
 }
 
 export function registerServiceCommands(program: Command, deps: ServiceDeps): void {
@@ -85,7 +103,8 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
       .addOption(new Option('--platform <os/arch>', 'the platform this worker builds for; it takes only runs for it').default('linux/amd64'))
       .addOption(new Option('--pool <name>', 'the worker pool; it takes only runs for it').default('default'))
       .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it)')
-      .option('--allow-private-sources', 'let runs fetch git and tar contexts from loopback and private addresses');
+      .option('--allow-private-sources', 'let runs fetch git and tar contexts from loopback and private addresses')
+      .option('--api-url <url>', "the API's URL, to fetch uploaded contexts that are not in this host's data directory (default: $KILN_API_URL)");
   const common = (cmd: Command): Command =>
     cmd
       .option('--registry <host>', 'the default run registry (default: $KILN_REGISTRY)')
@@ -99,6 +118,7 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
       port: flags.port ?? 8080,
       redisUrl: deps.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       dataDir: flags.dataDir ?? deps.env.KILN_DATA_DIR ?? join(homedir(), '.kiln'),
+      ...apiUrlOption(flags.apiUrl ?? deps.env.KILN_API_URL),
       concurrency: flags.concurrency ?? 2,
       platform: flags.platform ?? 'linux/amd64',
       pool: flags.pool ?? 'default',

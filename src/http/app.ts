@@ -10,17 +10,18 @@ import { HttpError, notFoundHandler, problemHandler } from './problem';
 import { registerRunRoutes } from './runs-routes';
 import { registerTaskRoutes } from './tasks-routes';
 import { registerTokenRoutes } from './tokens-routes';
+import { registerUploadRoutes } from './uploads-routes';
 
 export type { AppDefaults, AppDeps, RouteContext } from './context';
 
 /**
  * The HTTP API as an Express app built from injected dependencies; it binds nothing (bin/ does).
- * Every route but /healthz, /readyz and /metrics needs a bearer token. Store and queue failures
- * answer 503 with Retry-After, never 500.
+ * Every route but /healthz, /readyz, /metrics and /v1/uploads/{uploadId} (which carries its own
+ * signature) needs a bearer token. Store and queue failures answer 503 with Retry-After, never 500.
  */
 
 /** Paths open without a token. */
-export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz', '/metrics'];
+export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz', '/metrics', '/v1/uploads/{uploadId}'];
 
 export function createApp(input: AppDeps): Express {
   const deps: AppDeps = {
@@ -78,6 +79,7 @@ export function createApp(input: AppDeps): Express {
   registerLogRoutes(app, ctx);
   registerTaskRoutes(app, ctx);
   registerTokenRoutes(app, ctx);
+  registerUploadRoutes(app, ctx);
 
   app.use(notFoundHandler);
   app.use(problemHandler(logger));

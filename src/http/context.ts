@@ -27,6 +27,8 @@ export interface AppDeps {
   queue: RunQueue;
   /** Where uploaded contexts are written, as `<uploadId>.tar`. */
   uploadsDir: string;
+  /** Verifies signed upload URLs (`uploadKeyFrom(serverKey)`); without it `GET /v1/uploads/{id}` answers 404. */
+  uploadKey?: Buffer;
   defaults: AppDefaults;
   /** Whether the service can work (Redis answers); false or a rejection answers 503. */
   ready: () => Promise<boolean>;

@@ -69,6 +69,10 @@ export interface StartWorkerOptions {
   logger: Logger;
   /** Where the API stores uploaded contexts (`<uploadsDir>/<uploadId>.tar`). */
   uploadsDir: string;
+  /** The API's base URL, to fetch uploads not in `uploadsDir` from (a worker on another host). */
+  apiUrl?: string;
+  /** Signs those fetches (`uploadKeyFrom(serverKey)`); needed with `apiUrl`. */
+  uploadKey?: Buffer;
   /** Which URLs git and tar contexts may come from; default https to public addresses only. */
   network?: NetworkPolicy;
   /** Give steps the engine's socket; default false. */
@@ -184,6 +188,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
       logs: store.logs,
       backend: options.backendFor(workerOwner(workerId, claim.attempt)),
       uploadsDir: options.uploadsDir,
+      apiUrl: options.apiUrl,
+      uploadKey: options.uploadKey,
       network,
       signal: held.controller.signal,
       logger: log,

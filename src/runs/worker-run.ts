@@ -1,7 +1,10 @@
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, readFile, realpath, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Backend } from '../backend/types';
 import { makeRunContext } from '../domain/run-context';
 import type { LogEntry, RunSource } from '../domain/run-record';
@@ -18,6 +21,7 @@ import { executeRun } from './execute';
 import { hasErrors, prepareTask } from './prepare';
 import { makeSecretResolver } from './secrets';
 import type { Claim, LogStore, RunStore } from './store';
+import { signUploadPath } from './upload-url';
 
 /**
  * The use case behind a worker's job: run one claimed attempt of a run and record what happened.
@@ -62,6 +66,13 @@ export interface ExecuteClaimedRunOptions {
   backend: Backend;
   /** Where the API keeps uploaded contexts: an upload is `<uploadsDir>/<uploadId>.tar` (gzip or not). */
   uploadsDir: string;
+  /**
+   * The API's base URL: an upload not found in `uploadsDir` (a worker on another host) is fetched
+   * from `<apiUrl>/v1/uploads/<uploadId>` with a URL signed by `uploadKey`.
+   */
+  apiUrl?: string;
+  /** Signs upload URLs (`uploadKeyFrom(serverKey)`); needed with `apiUrl`. */
+  uploadKey?: Buffer;
   /** Which URLs git and tar contexts may come from. */
   network: NetworkPolicy;
   signal: AbortSignal;
@@ -327,23 +338,97 @@ async function resolveSource(source: RunSource, runId: string, options: ExecuteC
     case 'upload': {
       if (!UPLOAD_ID.test(source.uploadId)) return { problem: { status: 'Failed', message: `upload id "${source.uploadId.slice(0, 40)}" is not one` } };
       let file: FileHandle;
+      let downloaded: DownloadedUpload | undefined;
       try {
         file = await open(uploadPath(options.uploadsDir, source.uploadId), 'r');
       } catch (err) {
         // The API stored it before the run was queued: missing here means this host cannot see
         // the API's uploads (or lost them), not that the user did anything wrong.
-        return { problem: { status: 'Error', message: `the uploaded source ${source.uploadId} cannot be read on this worker: ${errorText(err)}` } };
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || options.apiUrl === undefined) {
+          return { problem: { status: 'Error', message: `the uploaded source ${source.uploadId} cannot be read on this worker: ${errorText(err)}` } };
+        }
+        try {
+          downloaded = await downloadUpload(options, source.uploadId, runId, signal);
+          file = await open(downloaded.path, 'r');
+        } catch (fetchErr) {
+          await downloaded?.cleanup();
+          return { problem: { status: 'Error', message: `the uploaded source ${source.uploadId} is not on this worker and cannot be fetched from the API: ${errorText(fetchErr)}` } };
+        }
       }
       try {
         return await unpack(async () => file.createReadStream({ autoClose: false }), 'the uploaded source cannot be unpacked');
       } finally {
         await file.close().catch(() => undefined);
+        await downloaded?.cleanup();
       }
     }
     default: {
       const never: never = source;
       return { problem: { status: 'Failed', message: `unknown source ${JSON.stringify(never)}` } };
     }
+  }
+}
+
+/** No upload is fetched past this, whatever the API announces (the API's own upload cap is 1 GiB). */
+export const UPLOAD_DOWNLOAD_MAX_BYTES = 1024 ** 3;
+/** How long a signed upload URL is good for: it is used at once, this only absorbs clock skew. */
+const UPLOAD_URL_TTL_SECONDS = 300;
+
+interface DownloadedUpload {
+  path: string;
+  cleanup: () => Promise<void>;
+}
+
+/**
+ * Fetches an upload from the API (`GET /v1/uploads/{id}`, signed with the upload key) into a temp
+ * file, streamed: no more bytes than the Content-Length the API sends, and never more than
+ * UPLOAD_DOWNLOAD_MAX_BYTES. Any failure throws (the caller makes it an `Error`: a retry).
+ */
+async function downloadUpload(options: ExecuteClaimedRunOptions, uploadId: string, runId: string, signal: AbortSignal): Promise<DownloadedUpload> {
+  if (options.apiUrl === undefined || options.uploadKey === undefined) throw new Error('this worker has an API URL but no upload key to sign with');
+  const log = options.logger.child({ runId, uploadId });
+  const dir = await mkdtemp(join(tmpdir(), `kiln-upload-${runId}-`));
+  const downloaded: DownloadedUpload = { path: join(dir, 'context.tar'), cleanup: () => rm(dir, { recursive: true, force: true }).catch(() => undefined) };
+  const started = Date.now();
+  log.info({ api: options.apiUrl }, 'upload download started');
+  try {
+    const url = options.apiUrl.replace(/\/+$/, '') + signUploadPath(options.uploadKey, uploadId, UPLOAD_URL_TTL_SECONDS);
+    const res = await fetch(url, { signal, redirect: 'error' }).catch((err: unknown) => {
+      // undici says only "fetch failed"; the reason (ECONNREFUSED, a DNS error) is its cause.
+      // (Read by shape: errors from undici may come from another realm than this module's Error.)
+      const { cause, message } = (err ?? {}) as { cause?: { message?: unknown }; message?: unknown };
+      const why = typeof cause?.message === 'string' ? cause.message : typeof message === 'string' ? message : String(err);
+      throw new Error(`cannot reach the API at ${options.apiUrl}: ${why}`, { cause: err });
+    });
+    if (res.status !== 200 || !res.body) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new Error(`the API answered ${res.status} ${res.statusText}`.trim());
+    }
+    const announced = Number(res.headers.get('content-length') ?? NaN);
+    if (!Number.isSafeInteger(announced) || announced < 0) {
+      await res.body.cancel().catch(() => undefined);
+      throw new Error('the API sent no Content-Length');
+    }
+    if (announced > UPLOAD_DOWNLOAD_MAX_BYTES) {
+      await res.body.cancel().catch(() => undefined);
+      throw new Error(`the upload is ${announced} bytes, more than the ${UPLOAD_DOWNLOAD_MAX_BYTES} a worker fetches`);
+    }
+    let bytes = 0;
+    const capped = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        bytes += chunk.length;
+        done(bytes > announced ? new Error(`the API sent more than the ${announced} bytes it announced`) : null, chunk);
+      },
+    });
+    const body = Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>);
+    await pipeline(body, capped, createWriteStream(downloaded.path, { flags: 'wx', mode: 0o600 }), { signal });
+    if (bytes !== announced) throw new Error(`the API sent ${bytes} of the ${announced} bytes it announced`);
+    log.info({ bytes, ms: Date.now() - started }, 'upload download finished');
+    return downloaded;
+  } catch (err) {
+    log.warn({ ms: Date.now() - started, err: errorText(err) }, 'upload download failed');
+    await downloaded.cleanup();
+    throw err;
   }
 }
 

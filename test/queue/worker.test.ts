@@ -224,6 +224,8 @@ it('ends a run that waited past its queue TTL Expired, without running it', asyn
     // Never claimed: no attempt, no start time, no worker.
     expect(done).toMatchObject({ status: 'Expired', attempt: 0, startedAt: null, worker: null, steps: [], error: 'no worker took the run within 1 s' });
     expect(await service.logLines(run.runId)).toEqual([{ step: 'kiln', line: 'run Expired: no worker took the run within 1 s' }]);
+    // The job completes just after the run is ended: give it a moment, then it must be gone.
+    for (let i = 0; i < 50 && (await service.queue.has(run.runId)); i++) await sleep(100);
     expect(await service.queue.has(run.runId)).toBe(false);
     expect(await leftovers(run.runId)).toEqual([]);
   } finally {

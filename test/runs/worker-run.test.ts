@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -10,8 +10,10 @@ import { LABEL_OWNER, LABEL_RUN } from '../../src/backend/types';
 import type { RunRequest, RunSecrets } from '../../src/domain/run-record';
 import { RedisStore } from '../../src/runs/redis-store';
 import type { Claim } from '../../src/runs/store';
+import { uploadKeyFrom } from '../../src/runs/upload-url';
 import { LogShipper, RunAbort, executeClaimedRun, type ExecuteClaimedRunOptions } from '../../src/runs/worker-run';
 import { docker, leftovers } from '../helpers/docker';
+import { startApi, type Harness } from '../http/helpers';
 import { makeTar } from '../source/helpers/files';
 import { serveHttp, type LocalServer } from '../source/helpers/servers';
 
@@ -157,6 +159,57 @@ describe('sources', () => {
     if (!('token' in last)) throw new Error('not claimed');
     expect(await execute(last)).toMatchObject({ outcome: 'finished', result: { status: 'Error' } });
     expect(await store.get(claim.runId)).toMatchObject({ status: 'Error', attempt: 2 });
+  }, 30_000);
+});
+
+describe('uploads on another host', () => {
+  // The API's data directory is not this worker's: the worker fetches the upload from a running API.
+  const uploadKey = uploadKeyFrom(randomBytes(32));
+  let api: Harness;
+  let workerDir: string;
+  beforeAll(async () => {
+    api = await startApi('worker-run-uploads', { overrides: { uploadKey } });
+    workerDir = mkdtempSync(join(tmpdir(), 'kiln-worker-uploads-'));
+  });
+  afterAll(async () => {
+    await api.close();
+    rmSync(workerDir, { recursive: true, force: true });
+  });
+
+  async function storedOnApi(entries: Parameters<typeof makeTar>[0]): Promise<string> {
+    const id = randomUUID();
+    writeFileSync(join(api.uploadsDir, `${id}.tar`), gzipSync(await makeTar(entries)));
+    return id;
+  }
+
+  const downloads = (runId: string): string[] => readdirSync(tmpdir()).filter((name) => name.startsWith(`kiln-upload-${runId}-`));
+
+  it('fetches an upload missing from its own directory from the API, runs it, and removes its copy', async () => {
+    const uploadId = await storedOnApi([
+      { name: 'acb.yaml', content: 'steps:\n  - id: show\n    cmd: busybox cat /workspace/note\n' },
+      { name: 'note', content: 'fetched from the API\n' },
+    ]);
+    const claim = await claimed('', { source: { kind: 'upload', uploadId, bytes: 1 } });
+    const outcome = await execute(claim, { uploadsDir: workerDir, apiUrl: `${api.url}/`, uploadKey });
+    expect(outcome).toMatchObject({ outcome: 'finished', result: { status: 'Succeeded' } });
+    expect(await lines(claim.runId)).toContainEqual({ step: 'show', line: 'fetched from the API' });
+    expect(readdirSync(workerDir)).toEqual([]);
+    expect(downloads(claim.runId)).toEqual([]);
+    expect(await leftovers(claim.runId)).toEqual([]);
+  }, 30_000);
+
+  it('leaves a failed fetch (a key the API does not share, no upload key, no such upload, no API) to a retry (Error)', async () => {
+    const uploadId = await storedOnApi([{ name: 'acb.yaml', content: 'steps:\n  - cmd: busybox true\n' }]);
+    const wrongKey = await execute(await claimed('', { source: { kind: 'upload', uploadId, bytes: 1 } }), { uploadsDir: workerDir, apiUrl: api.url, uploadKey: uploadKeyFrom(randomBytes(32)), recordError: false });
+    expect(wrongKey).toMatchObject({ outcome: 'retry', result: { status: 'Error', error: expect.stringMatching(/cannot be fetched from the API: the API answered 403/) } });
+    const noKey = await execute(await claimed('', { source: { kind: 'upload', uploadId, bytes: 1 } }), { uploadsDir: workerDir, apiUrl: api.url, recordError: false });
+    expect(noKey).toMatchObject({ outcome: 'retry', result: { status: 'Error', error: expect.stringMatching(/no upload key/) } });
+    const missing = await execute(await claimed('', { source: { kind: 'upload', uploadId: randomUUID(), bytes: 1 } }), { uploadsDir: workerDir, apiUrl: api.url, uploadKey, recordError: false });
+    expect(missing).toMatchObject({ outcome: 'retry', result: { status: 'Error', error: expect.stringMatching(/the API answered 404/) } });
+    const gone = await serveHttp((_req, res) => res.end());
+    await gone.close();
+    const unreachable = await execute(await claimed('', { source: { kind: 'upload', uploadId, bytes: 1 } }), { uploadsDir: workerDir, apiUrl: gone.url, uploadKey, recordError: false });
+    expect(unreachable).toMatchObject({ outcome: 'retry', result: { status: 'Error', error: expect.stringMatching(/cannot reach the API at http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/) } });
   }, 30_000);
 });
 
