@@ -68,8 +68,8 @@ export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
 
   app.post('/v1/tasks', requireRole('admin'), async (req, res) => {
     const body = checkBody(validators.task, (await readBody(req, res)).body);
-    if (await tasks.get(body.name)) throw new HttpError(409, `task ${body.name} exists; PUT /v1/tasks/${body.name} replaces it`);
-    const saved = await tasks.put(await save(body), body.secrets, body.credentials);
+    const saved = await tasks.create(await save(body), body.secrets, body.credentials);
+    if (!saved) throw new HttpError(409, `task ${body.name} exists; PUT /v1/tasks/${body.name} replaces it`);
     res.status(201).location(`/v1/tasks/${saved.name}`).json(saved);
   });
 

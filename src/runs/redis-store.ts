@@ -156,6 +156,14 @@ redis.call('SET', KEYS[2], bytes)
 return 1
 `;
 
+/** A new saved task: KEYS[1] its hash, KEYS[2] the set of names; ARGV name, then field/value pairs. */
+const CREATE_TASK = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+`;
+
 const RUN_FIELDS = [
   'status',
   'attempt',
@@ -549,8 +557,17 @@ class RedisTaskStore implements TaskStore {
   }
 
   async put(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask> {
+    return (await this.write(task, secrets, credentials, false)) as SavedTask;
+  }
+
+  async create(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask | undefined> {
+    return this.write(task, secrets, credentials, true);
+  }
+
+  /** Stores the task; with `onlyIfNew`, atomically, and nothing when it already exists. */
+  private async write(task: TaskInput, secrets: RunSecrets['secrets'] | undefined, credentials: RunSecrets['credentials'] | undefined, onlyIfNew: boolean): Promise<SavedTask | undefined> {
     const key = this.key(task.name);
-    const [createdAt, sealedSecrets, sealedCredentials] = await this.redis.hmget(key, 'createdAt', 'secrets', 'credentials');
+    const [createdAt, sealedSecrets, sealedCredentials] = onlyIfNew ? [null, null, null] : await this.redis.hmget(key, 'createdAt', 'secrets', 'credentials');
     const keptSecrets = secrets ?? this.openJson<RunSecrets['secrets']>(sealedSecrets, {});
     const keptCredentials = credentials ?? this.openJson<RunSecrets['credentials']>(sealedCredentials, []);
     const now = this.now().toISOString();
@@ -561,17 +578,17 @@ class RedisTaskStore implements TaskStore {
       secretIds: Object.keys(keptSecrets).sort(),
       credentialRegistries: keptCredentials.map((c) => c.registry),
     };
-    await execOrThrow(
-      this.redis
-        .multi()
-        .hset(key, {
-          task: JSON.stringify(saved),
-          createdAt: saved.createdAt,
-          secrets: this.box.seal(JSON.stringify(keptSecrets)),
-          credentials: this.box.seal(JSON.stringify(keptCredentials)),
-        })
-        .sadd(`${this.p}:tasks`, task.name),
-    );
+    const fields = {
+      task: JSON.stringify(saved),
+      createdAt: saved.createdAt,
+      secrets: this.box.seal(JSON.stringify(keptSecrets)),
+      credentials: this.box.seal(JSON.stringify(keptCredentials)),
+    };
+    if (onlyIfNew) {
+      const created = await this.redis.eval(CREATE_TASK, 2, key, `${this.p}:tasks`, task.name, ...Object.entries(fields).flat());
+      return created === 1 ? saved : undefined;
+    }
+    await execOrThrow(this.redis.multi().hset(key, fields).sadd(`${this.p}:tasks`, task.name));
     return saved;
   }
 

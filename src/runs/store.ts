@@ -148,6 +148,8 @@ export type TaskInput = Omit<SavedTask, 'createdAt' | 'updatedAt' | 'secretIds' 
 export interface TaskStore {
   /** Creates or replaces; `secrets`/`credentials` undefined keeps the stored ones. */
   put(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask>;
+  /** Creates, atomically; undefined (and nothing written) when a task of that name exists. */
+  create(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask | undefined>;
   get(name: string): Promise<SavedTask | undefined>;
   /** The task's secrets, decrypted: only for creating its runs. */
   secretsOf(name: string): Promise<RunSecrets>;

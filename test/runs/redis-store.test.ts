@@ -235,6 +235,17 @@ describe('tasks and tokens', () => {
     expect(await store.tasks.delete('web')).toBe(false);
   });
 
+  it('create is atomic: of two creates of one name at once, exactly one wins, and it keeps its secrets', async () => {
+    const task = (timeout: number) => ({ name: 'race', task: 'steps: []', platform: 'linux/amd64', pool: 'default', timeout, status: 'Enabled' as const, concurrency: 0, triggers: {} });
+    const [a, b] = await Promise.all([store.tasks.create(task(1), { token: 'first' }), store.tasks.create(task(2), { token: 'second' })]);
+    expect([a, b].filter((t) => t !== undefined)).toHaveLength(1);
+    const winner = (a ?? b) as NonNullable<typeof a>;
+    expect(await store.tasks.get('race')).toEqual(winner);
+    expect((await store.tasks.secretsOf('race')).secrets.token).toBe(winner.timeout === 1 ? 'first' : 'second');
+    expect(await store.tasks.create(task(3))).toBeUndefined();
+    expect((await store.tasks.list()).map((t) => t.name)).toContain('race');
+  });
+
   it('tokens: stored hashed, verified, listed, revoked', async () => {
     const { token, info } = await store.tokens.create('ci', 'runner');
     expect(await store.tokens.verify(token)).toEqual(info);
