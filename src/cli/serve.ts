@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import { KilnError } from '../errors';
 
 /**
- * `kiln serve` (API + worker + trigger scheduler in one process), `kiln api` and `kiln worker`:
+ * `kiln serve` (API + reconciler + worker in one process), `kiln api` and `kiln worker`:
  * flags and environment into ServiceOptions; the process itself is assembled in bin/, which
  * injects `startService`.
  */
@@ -148,9 +148,9 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
     }
   };
 
-  common(workerOptions(apiOptions(program.command('serve').description('the API, the trigger scheduler and a worker in one process: Kiln on one machine'))))
+  common(workerOptions(apiOptions(program.command('serve').description('the API, its reconciler and a worker in one process: Kiln on one machine'))))
     .action((flags: ServiceFlags) => start({ api: true, worker: true }, flags));
-  common(apiOptions(program.command('api').description('the API (and trigger scheduler) alone; workers run elsewhere on the same Redis')))
+  common(apiOptions(program.command('api').description('the API (and its reconciler) alone; workers run elsewhere on the same Redis')))
     .action((flags: ServiceFlags) => start({ api: true, worker: false }, flags));
   common(workerOptions(program.command('worker').description('a worker alone: runs queued runs on the Docker Engine that DOCKER_HOST names')))
     .action((flags: ServiceFlags) => start({ api: false, worker: true }, flags));
