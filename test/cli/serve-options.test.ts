@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command } from 'commander';
+import { parse } from 'yaml';
 import { registerServiceCommands, type ServiceOptions } from '../../src/cli/serve';
 
 /** `kiln worker --api-url` / KILN_API_URL into ServiceOptions, with a fake startService. */
@@ -34,5 +37,41 @@ describe('kiln worker --api-url', () => {
     await expect(workerOptions(['--api-url', 'ftp://h/'])).rejects.toThrow(/http\(s\) URL/);
     await expect(workerOptions(['--api-url', 'http://u:p@h/'])).rejects.toThrow(/without credentials/);
     await expect(workerOptions(['--api-url', 'http://h/?x=1'])).rejects.toThrow(/without credentials, query/);
+  });
+});
+
+describe('compose.yaml', () => {
+  // The compose file is not run here (no compose on these machines): its commands and
+  // environment are checked against the CLI instead, so the two cannot drift apart.
+  const compose = parse(readFileSync(join(__dirname, '..', '..', 'compose.yaml'), 'utf8')) as {
+    services: Record<string, { command?: string[]; environment?: Record<string, string>; image?: string }>;
+  };
+
+  async function started(service: string): Promise<ServiceOptions> {
+    const spec = compose.services[service];
+    if (!spec?.command) throw new Error(`no command for ${service}`);
+    // ${VAR:?message} is compose's; the CLI sees the value.
+    const env = Object.fromEntries(Object.entries(spec.environment ?? {}).map(([k, v]) => [k, v.replace(/^\$\{[^}]*\}$/, 'from-the-environment')]));
+    let given: ServiceOptions | undefined;
+    const program = new Command().exitOverride();
+    registerServiceCommands(program, {
+      stderr: { write: () => true } as unknown as NodeJS.WritableStream,
+      env,
+      startService: async (options) => {
+        given = options;
+        return { stop: async () => undefined };
+      },
+      untilStopped: async () => 'SIGTERM',
+      setExitCode: () => undefined,
+    });
+    await program.parseAsync(spec.command, { from: 'user' });
+    if (!given) throw new Error('not started');
+    return given;
+  }
+
+  it('starts the API on all of its container interfaces with the shared data volume, and a worker on the same Redis', async () => {
+    expect(compose.services.api?.image).toBe('kiln');
+    expect(await started('api')).toMatchObject({ api: true, worker: false, host: '0.0.0.0', port: 8080, dataDir: '/data', redisUrl: 'redis://redis:6379', registry: '127.0.0.1:5000', adminToken: 'from-the-environment' });
+    expect(await started('worker')).toMatchObject({ api: false, worker: true, concurrency: 2, dataDir: '/data', redisUrl: 'redis://redis:6379' });
   });
 });
