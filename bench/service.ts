@@ -158,7 +158,11 @@ async function main(): Promise<void> {
   const kilnSeconds = (performance.now() - t0) / 1000;
   const failed = [...outcomes.values()].filter((s) => s !== 'Succeeded').length;
   // Runs started more than once (a lost lock, a worker thought dead) and the slowest, for the record.
-  const docs = await Promise.all(ids.map(async (id) => JSON.parse((await call('GET', `/v1/runs/${id}`)).body) as { attempt: number; createdAt: string; finishedAt: string }));
+  const docs = await Promise.all(ids.map(async (id) => JSON.parse((await call('GET', `/v1/runs/${id}`)).body) as { attempt: number; createdAt: string; finishedAt: string; worker: string }));
+  // How the runs were shared: a worker that took none (or few) shows here.
+  const perWorker = new Map<string, number>();
+  for (const d of docs) perWorker.set(d.worker, (perWorker.get(d.worker) ?? 0) + 1);
+  const shares = [...perWorker.values()].sort((a, b) => b - a).join('/');
   const restarted = docs.filter((d) => d.attempt > 1).length;
   const slowest = Math.max(...docs.map((d) => Date.parse(d.finishedAt) - Date.parse(d.createdAt))) / 1000;
   const r0 = performance.now();
@@ -267,7 +271,7 @@ async function main(): Promise<void> {
   console.log(`Kiln service, ${runs} runs, 2 workers x concurrency 4 (seconds unless noted)\n`);
   console.log('| measure | kiln | baseline | figure | target |');
   console.log('|---|---|---|---|---|');
-  console.log(`| throughput, ${runs} single-step runs at once | ${kilnSeconds.toFixed(1)} s (${(runs / kilnSeconds).toFixed(1)} runs/s${failed ? `, ${failed} not Succeeded` : ''}${restarted ? `, ${restarted} started again` : ''}; slowest run ${slowest.toFixed(1)} s from submit) | raw docker -P 8: ${rawSeconds.toFixed(1)} s | ${ratio.toFixed(2)} | >= 0.9 |`);
+  console.log(`| throughput, ${runs} single-step runs at once | ${kilnSeconds.toFixed(1)} s (${(runs / kilnSeconds).toFixed(1)} runs/s${failed ? `, ${failed} not Succeeded` : ''}${restarted ? `, ${restarted} started again` : ''}; runs per worker ${shares}${perWorker.size < workers.length ? ` (${workers.length - perWorker.size} worker took none)` : ''}; slowest run ${slowest.toFixed(1)} s from submit) | raw docker -P 8: ${rawSeconds.toFixed(1)} s | ${ratio.toFixed(2)} | >= 0.9 |`);
   console.log(`| submit to first container, idle worker (20 runs; engine events) | create p50 ${percentile(latencies.map((l) => l.create), 50).toFixed(0)} ms, start p50 ${percentile(latencies.map((l) => l.start), 50).toFixed(0)} ms (p95 ${percentile(latencies.map((l) => l.start), 95).toFixed(0)} ms) | \`docker run\`: create p50 ${percentile(rawLatencies.map((l) => l.create), 50).toFixed(0)} ms, start p50 ${percentile(rawLatencies.map((l) => l.start), 50).toFixed(0)} ms | | p50 <= 150 ms |`);
   const getRow = (what: string, l: number[], floor: number[]): string =>
     `| GET /v1/runs/{id}, 200 clients, ${what}, 10 s | p50 ${percentile(l, 50).toFixed(1)} ms, p99 ${percentile(l, 99).toFixed(1)} ms (${(l.length / 10).toFixed(0)} requests/s) | GET /healthz: p50 ${percentile(floor, 50).toFixed(1)} ms, p99 ${percentile(floor, 99).toFixed(1)} ms (${(floor.length / 10).toFixed(0)} requests/s) | | p99 <= 20 ms |`;
