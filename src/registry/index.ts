@@ -1,0 +1,1 @@
+export { RegistryClient, RegistryError, parseChallenge, type RegistryClientOptions, type RegistryLogin } from './client';
