@@ -6,7 +6,8 @@ import { registerServiceCommands, type ServiceOptions } from '../../src/cli/serv
 
 /** `kiln worker --api-url` / KILN_API_URL into ServiceOptions, with a fake startService. */
 
-async function workerOptions(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceOptions> {
+/** The ServiceOptions a command line starts the service with (a fake startService records them). */
+async function startedWith(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceOptions> {
   let given: ServiceOptions | undefined;
   const program = new Command().exitOverride();
   registerServiceCommands(program, {
@@ -19,9 +20,13 @@ async function workerOptions(args: string[], env: NodeJS.ProcessEnv = {}): Promi
     untilStopped: async () => 'SIGTERM',
     setExitCode: () => undefined,
   });
-  await program.parseAsync(['worker', ...args], { from: 'user' });
+  await program.parseAsync(argv, { from: 'user' });
   if (!given) throw new Error('not started');
   return given;
+}
+
+function workerOptions(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceOptions> {
+  return startedWith(['worker', ...args], env);
 }
 
 describe('kiln worker --api-url', () => {
@@ -52,21 +57,7 @@ describe('compose.yaml', () => {
     if (!spec?.command) throw new Error(`no command for ${service}`);
     // ${VAR:?message} is compose's; the CLI sees the value.
     const env = Object.fromEntries(Object.entries(spec.environment ?? {}).map(([k, v]) => [k, v.replace(/^\$\{[^}]*\}$/, 'from-the-environment')]));
-    let given: ServiceOptions | undefined;
-    const program = new Command().exitOverride();
-    registerServiceCommands(program, {
-      stderr: { write: () => true } as unknown as NodeJS.WritableStream,
-      env,
-      startService: async (options) => {
-        given = options;
-        return { stop: async () => undefined };
-      },
-      untilStopped: async () => 'SIGTERM',
-      setExitCode: () => undefined,
-    });
-    await program.parseAsync(spec.command, { from: 'user' });
-    if (!given) throw new Error('not started');
-    return given;
+    return startedWith(spec.command, env);
   }
 
   it('starts the API on all of its container interfaces with the shared data volume, and a worker on the same Redis', async () => {

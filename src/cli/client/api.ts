@@ -6,6 +6,7 @@ import { coerceError } from '../../errors';
 import type { Role, RunFilter, RunPage, SavedTask, TokenInfo } from '../../runs/store';
 import { encodeMultipart, type FilePart, type Part } from './multipart';
 import { sseEvents } from './sse';
+import type { RunRequestBody, TaskBody, TaskRunRequestBody } from '../../http';
 
 /**
  * The Kiln HTTP API (`/v1`) as typed calls over the global fetch. Every failure is an ApiError
@@ -73,16 +74,8 @@ export interface ContextUpload {
   content: AsyncIterable<Uint8Array>;
 }
 
-/** `POST /v1/runs`. `context` is a URL the worker fetches; `upload` a local context sent along. */
-export interface RunSubmission {
-  task: string;
-  values?: Record<string, unknown>;
-  set?: Record<string, string>;
-  secrets?: Record<string, string>;
-  credentials?: Credential[];
-  registry?: string;
-  timeout?: number;
-  context?: string;
+/** `POST /v1/runs` (the server's body). `context` is a URL the worker fetches; `upload` a local context sent along. */
+export interface RunSubmission extends RunRequestBody {
   upload?: ContextUpload;
 }
 
@@ -100,31 +93,11 @@ export interface BuildSubmission {
   upload?: ContextUpload;
 }
 
-/** `POST /v1/tasks` and `PUT /v1/tasks/{name}`: a saved task with its write-only secrets. */
-export interface TaskBody {
-  name: string;
-  task?: string;
-  file?: string;
-  context?: string;
-  values?: Record<string, unknown>;
-  secrets?: Record<string, string>;
-  credentials?: Credential[];
-  registry?: string;
-  platform?: string;
-  pool?: string;
-  timeout?: number;
-  concurrency?: number;
-  status?: SavedTask['status'];
-  triggers?: SavedTask['triggers'];
-}
+/** `POST /v1/tasks` and `PUT /v1/tasks/{name}`: a saved task with its write-only secrets (the server's body). */
+export type { TaskBody };
 
 /** `POST /v1/tasks/{name}/runs`. */
-export interface TaskRunOverrides {
-  values?: Record<string, unknown>;
-  set?: Record<string, string>;
-  secrets?: Record<string, string>;
-  context?: string;
-}
+export type TaskRunOverrides = TaskRunRequestBody;
 
 export interface CreatedToken extends TokenInfo {
   /** Shown once: the server keeps only its hash. */
