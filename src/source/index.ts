@@ -5,6 +5,7 @@
  * - {@link extractTar}: an uploaded tar -> a directory, safely (no escapes, caps enforced).
  * - {@link fetchGitContext}: a git URL + ref (+ subdir) -> a shallow checkout in a temp directory.
  * - {@link fetchTarContext}: an http(s) URL of a tar (gzip or not) -> a tar stream.
+ * - {@link listRemoteBranches}: a git URL -> its branches' shas and its HEAD branch (`git ls-remote`), for polling.
  *
  * This folder is the only user of tar-fs and simple-git. Remote URLs are checked before anything
  * runs or connects (scheme allowlist, no option or transport syntax, no private addresses).
@@ -12,6 +13,7 @@
 export { packContext, checkContextDirectory, type PackContextOptions } from './pack';
 export { extractTar } from './extract';
 export { fetchGitContext, checkGitRef, checkSubdir } from './git';
+export { listRemoteBranches, type RemoteBranches } from './ls-remote';
 export { fetchTarContext } from './tar-url';
 export {
   SourceFetchError,
