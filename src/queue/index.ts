@@ -4,3 +4,4 @@ export { startWorker, type StartWorkerOptions, type WorkerHandle } from './worke
 export { queueName, DEFAULT_PREFIX, type RunTarget } from './keys';
 export { defaultWorkerId, parseWorkerOwner, workerOwner, type ParsedOwner } from './owner';
 export { sweepLeftovers, type SweepDeps } from './sweeper';
+export { TriggerScheduler, TRIGGER_QUEUE, checkSchedule, type TimerFire, type TriggerHandlers, type ScheduledTimer, type TriggerSchedulerOptions } from './trigger-scheduler';
