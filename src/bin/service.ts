@@ -7,12 +7,19 @@ import { DockerBackend } from '../backend/docker';
 import type { RunningService, ServiceOptions } from '../cli/serve';
 import { loadConfig } from '../config';
 import { createApp, createMetrics } from '../http';
-import { BullRunQueue, startWorker, type WorkerHandle } from '../queue';
+import { parseImageRef } from '../domain/image-ref';
+import { BullRunQueue, startWorker, TriggerScheduler, type WorkerHandle } from '../queue';
+import { RegistryClient } from '../registry/client';
 import { startReconciler } from '../runs/reconcile';
 import { removeOldUploads } from '../runs/upload-retention';
 import { RedisStore } from '../runs/redis-store';
 import { loadSecretKey } from '../runs/secret-box';
 import { uploadKeyFrom } from '../runs/upload-url';
+import { listRemoteBranches, type NetworkPolicy } from '../source';
+import { checkContextUrl, resolvePublicAddresses } from '../source/network';
+import { RedisPollMemory } from '../triggers/poll-memory';
+import { RedisTriggerStore } from '../triggers/redis-store';
+import { recordBuild, TriggerService } from '../triggers/service';
 
 /**
  * The service's composition root: the only place that builds Redis connections, the store, the
@@ -24,6 +31,8 @@ const RECONCILE_INTERVAL_MS = 30_000;
 /** Longer than a run can wait in the queue (24 h) plus its longest timeout (8 h) and retries. */
 const UPLOAD_MAX_AGE_MS = 48 * 3600 * 1000;
 const UPLOAD_SWEEP_INTERVAL_MS = 3600 * 1000;
+/** How often timer schedulers are repaired from the tasks' settings. */
+const TIMER_RESYNC_MS = 60_000;
 
 export async function startService(options: ServiceOptions, env: NodeJS.ProcessEnv, logger: Logger): Promise<RunningService> {
   const config = loadConfig(env);
@@ -39,12 +48,28 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
   await redis.connect();
   const store = new RedisStore({ redis, secretKey });
   const queue = new BullRunQueue({ connection: redis });
+  const triggerStore = new RedisTriggerStore({ redis });
+  const network: NetworkPolicy = options.allowPrivateSources ? { allowSchemes: ['https', 'http'], allowPrivateAddresses: true } : { allowSchemes: ['https'] };
+  const defaults = { registry: options.registry || undefined, platform: options.platform, pool: options.pool, timeout: 3600, queueTtl: 24 * 3600, uploadCapBytes: 1024 ** 3 };
 
   const stops: (() => Promise<void>)[] = [];
   let url: string | undefined;
   let server: Server | undefined;
   if (options.api) {
     if (options.adminToken) await store.tokens.ensure(options.adminToken, 'admin (KILN_ADMIN_TOKEN)', 'admin');
+    const scheduler = new TriggerScheduler({ connection: redis });
+    const triggers = new TriggerService({
+      tasks: store.tasks,
+      submit: { runs: store, queue, tasks: store.tasks, defaults, imageAliases: config.imageAliases },
+      dependencies: triggerStore.dependencies,
+      once: triggerStore.once,
+      decisions: triggerStore.decisions,
+      manifestDigest: (image, login) => registryDigest(image, login, options.allowPrivateSources),
+      listBranches: (url) => listRemoteBranches(url, { ...network, logger }),
+      timers: scheduler,
+      polled: new RedisPollMemory(redis),
+      logger,
+    });
     const app = createApp({
       runs: store,
       logs: store.logs,
@@ -53,11 +78,12 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       queue,
       uploadsDir,
       uploadKey,
-      defaults: { registry: options.registry || undefined, platform: options.platform, pool: options.pool, timeout: 3600, queueTtl: 24 * 3600, uploadCapBytes: 1024 ** 3 },
+      defaults,
       ready: async () => (await redis.ping()) === 'PONG',
       logger,
       metrics: createMetrics(),
       imageAliases: config.imageAliases,
+      triggers: { service: triggers, dependencies: triggerStore.dependencies, decisions: triggerStore.decisions },
     });
     server = createServer(app);
     await new Promise<void>((resolve, reject) => {
@@ -67,6 +93,15 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
     const address = server.address();
     url = typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : undefined;
     stops.push(startReconciler({ store, queue, logger }, RECONCILE_INTERVAL_MS));
+    // Timers and poll ticks are BullMQ job schedulers: with several API processes, each tick runs once.
+    await scheduler.setTick('poll', options.pollTick * 1000);
+    await scheduler.setTick('resync', TIMER_RESYNC_MS);
+    await scheduler.start({
+      timer: (fire) => triggers.timerFired(fire),
+      tick: (name) => (name === 'poll' ? triggers.poll() : triggers.syncAllTimers()),
+    });
+    stops.push(() => scheduler.close());
+    await triggers.syncAllTimers().catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not sync the timers'));
     // Uploads of runs that never reached a worker (canceled or expired while queued), and the
     // API's copy of those a worker on another host downloaded: gone once no run can need them.
     const sweepUploads = (): void => {
@@ -92,9 +127,10 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       uploadsDir,
       apiUrl: options.apiUrl,
       uploadKey,
-      network: options.allowPrivateSources ? { allowSchemes: ['https', 'http'], allowPrivateAddresses: true } : { allowSchemes: ['https'] },
+      network,
       dockerSocket: options.dockerSocket,
       imageAliases: config.imageAliases,
+      onFinished: (request, result) => recordBuild(triggerStore.dependencies, request, result),
     });
   }
 
@@ -114,4 +150,14 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       await redis.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+/**
+ * A base image's current digest, for the digest poller. The registry's host must resolve to
+ * public addresses (SSRF) unless private sources are allowed.
+ */
+async function registryDigest(image: string, login: { username: string; password: string } | undefined, allowPrivate: boolean): Promise<string | undefined> {
+  const ref = parseImageRef(image);
+  if (!allowPrivate) await resolvePublicAddresses(checkContextUrl(`https://${ref.registry}/`, ['https'], 'registry'), false, 'registry');
+  return new RegistryClient({ loginFor: () => login }).manifestDigest(ref);
 }

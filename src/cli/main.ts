@@ -57,7 +57,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   const program = new Command('kiln')
     .description(
       'Kiln runs ACR Tasks files (acb.yaml) on a Docker Engine: build, push and cmd steps, in parallel where the graph allows. ' +
-        'The task, runs and token commands (and run/build with --server) talk to a Kiln server: --server URL or $KILN_SERVER, --token or $KILN_TOKEN.',
+        'The task, runs, triggers and token commands (and run/build with --server) talk to a Kiln server: --server URL or $KILN_SERVER, --token or $KILN_TOKEN.',
     )
     .version(version)
     .exitOverride()

@@ -29,8 +29,13 @@ export interface ServiceOptions {
   adminToken?: string;
   /** Give steps the engine's socket. */
   dockerSocket: boolean;
-  /** Fetch contexts from private and loopback addresses (a single-machine set-up). */
+  /**
+   * Fetch contexts, poll git remotes and registries on private and loopback addresses (a
+   * single-machine set-up; `--allow-private-sources`, `KILN_ALLOW_PRIVATE_SOURCES=1`).
+   */
   allowPrivateSources: boolean;
+  /** Seconds between two passes of the trigger pollers (each poll has its own interval). */
+  pollTick: number;
 }
 
 export interface RunningService {
@@ -66,7 +71,8 @@ interface ServiceFlags {
   dataDir?: string;
   apiUrl?: string;
   dockerSocket: boolean;
-  allowPrivateSources: boolean;
+  allowPrivateSources?: boolean;
+  pollTick?: number;
 }
 
 function integer(min: number, max: number): (text: string) => number {
@@ -96,19 +102,20 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
   const apiOptions = (cmd: Command): Command =>
     cmd
       .addOption(new Option('--host <address>', 'the address the API listens on').default('127.0.0.1'))
-      .addOption(new Option('--port <port>', 'the API port').argParser(integer(0, 65535)).default(8080));
+      .addOption(new Option('--port <port>', 'the API port').argParser(integer(0, 65535)).default(8080))
+      .addOption(new Option('--poll-tick <seconds>', 'how often the trigger pollers look for git remotes and base images due a poll').argParser(integer(1, 300)).default(5));
   const workerOptions = (cmd: Command): Command =>
     cmd
       .addOption(new Option('--concurrency <n>', 'runs at once on this worker').argParser(integer(1, 64)).default(2))
       .addOption(new Option('--platform <os/arch>', 'the platform this worker builds for; it takes only runs for it').default('linux/amd64'))
       .addOption(new Option('--pool <name>', 'the worker pool; it takes only runs for it').default('default'))
       .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it)')
-      .option('--allow-private-sources', 'let runs fetch git and tar contexts from loopback and private addresses')
       .option('--api-url <url>', "the API's URL, to fetch uploaded contexts that are not in this host's data directory (default: $KILN_API_URL)");
   const common = (cmd: Command): Command =>
     cmd
       .option('--registry <host>', 'the default run registry (default: $KILN_REGISTRY)')
-      .option('--data-dir <dir>', 'where the secret key file and uploaded contexts live (default: $KILN_DATA_DIR or ~/.kiln)');
+      .option('--data-dir <dir>', 'where the secret key file and uploaded contexts live (default: $KILN_DATA_DIR or ~/.kiln)')
+      .option('--allow-private-sources', 'let runs and trigger polls reach git remotes, tar URLs and registries on loopback and private addresses (default: $KILN_ALLOW_PRIVATE_SOURCES=1)');
 
   const start = async (parts: { api: boolean; worker: boolean }, flags: ServiceFlags): Promise<void> => {
     if (!deps.startService || !deps.untilStopped) throw new Error('this build of kiln cannot start a service');
@@ -125,7 +132,8 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
       registry: flags.registry ?? deps.env.KILN_REGISTRY ?? '',
       ...(deps.env.KILN_ADMIN_TOKEN ? { adminToken: deps.env.KILN_ADMIN_TOKEN } : {}),
       dockerSocket: flags.dockerSocket ?? true,
-      allowPrivateSources: flags.allowPrivateSources ?? false,
+      allowPrivateSources: flags.allowPrivateSources ?? deps.env.KILN_ALLOW_PRIVATE_SOURCES === '1',
+      pollTick: flags.pollTick ?? 5,
     };
     const service = await deps.startService(options);
     const what = [parts.api ? `API on ${service.url}` : '', parts.worker ? `worker (${options.platform}, pool ${options.pool}, ${options.concurrency} at once)` : '']
@@ -148,9 +156,9 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
     }
   };
 
-  common(workerOptions(apiOptions(program.command('serve').description('the API, its reconciler and a worker in one process: Kiln on one machine'))))
+  common(workerOptions(apiOptions(program.command('serve').description('the API (with its reconciler and the triggers: webhooks, polls, timers) and a worker in one process: Kiln on one machine'))))
     .action((flags: ServiceFlags) => start({ api: true, worker: true }, flags));
-  common(apiOptions(program.command('api').description('the API (and its reconciler) alone; workers run elsewhere on the same Redis')))
+  common(apiOptions(program.command('api').description('the API (with its reconciler and the triggers) alone; workers run elsewhere on the same Redis')))
     .action((flags: ServiceFlags) => start({ api: true, worker: false }, flags));
   common(workerOptions(program.command('worker').description('a worker alone: runs queued runs on the Docker Engine that DOCKER_HOST names')))
     .action((flags: ServiceFlags) => start({ api: false, worker: true }, flags));

@@ -5,3 +5,4 @@ export * from './plan';
 export * from './image-ref';
 export * from './run-result';
 export * from './run-record';
+export * from './trigger';

@@ -1,20 +1,12 @@
 import type { RunResult } from './run-result';
 import type { RunStatus } from './status';
+import type { RunTrigger } from './trigger';
 
 /**
  * The service's vocabulary for one run: what was asked (RunRequest, kept by the store, secrets
  * encrypted) and what is known (RunDocument, what the API returns). RunDocument extends the
  * `kiln run --output json` document with the fields a shared service needs.
  */
-
-export const TRIGGER_KINDS = ['manual', 'source', 'baseImage', 'timer'] as const;
-export type TriggerKind = (typeof TRIGGER_KINDS)[number];
-
-export interface RunTrigger {
-  kind: TriggerKind;
-  /** For people: the commit, the base image, the timer name. */
-  detail?: string;
-}
 
 /** Where a run's source context comes from. */
 export type RunSource =

@@ -10,18 +10,19 @@ import { HttpError, notFoundHandler, problemHandler } from './problem';
 import { registerRunRoutes } from './runs-routes';
 import { registerTaskRoutes } from './tasks-routes';
 import { registerTokenRoutes } from './tokens-routes';
+import { registerTriggerRoutes } from './triggers-routes';
 import { registerUploadRoutes } from './uploads-routes';
 
 export type { AppDefaults, AppDeps, RouteContext } from './context';
 
 /**
  * The HTTP API as an Express app built from injected dependencies; it binds nothing (bin/ does).
- * Every route but /healthz, /readyz, /metrics and /v1/uploads/{uploadId} (which carries its own
- * signature) needs a bearer token. Store and queue failures answer 503 with Retry-After, never 500.
+ * Every route but /healthz, /readyz, /metrics, /v1/uploads/{uploadId} and the source webhooks
+ * (which carry their own signatures) needs a bearer token. Store and queue failures answer 503 with Retry-After, never 500.
  */
 
 /** Paths open without a token. */
-export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz', '/metrics', '/v1/uploads/{uploadId}'];
+export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz', '/metrics', '/v1/uploads/{uploadId}', '/v1/tasks/{name}/hooks/{provider}'];
 
 export function createApp(input: AppDeps): Express {
   const deps: AppDeps = {
@@ -79,6 +80,7 @@ export function createApp(input: AppDeps): Express {
   registerLogRoutes(app, ctx);
   registerTaskRoutes(app, ctx);
   registerTokenRoutes(app, ctx);
+  registerTriggerRoutes(app, ctx);
   registerUploadRoutes(app, ctx);
 
   app.use(notFoundHandler);

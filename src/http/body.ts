@@ -163,3 +163,46 @@ function readMultipart(req: Request, dir: string, capBytes: number): Promise<{ f
     req.pipe(parser);
   });
 }
+
+/**
+ * The raw bytes of a body of at most `limit` bytes (a webhook's signature is over them). A body
+ * announced bigger is refused from its Content-Length, unread; one that grows past the limit
+ * while streaming is refused there. Either way the answer is 413 and the connection is closed
+ * after it, so that the rest is never read.
+ */
+export async function readRawBody(req: Request, res: Response, limit: number): Promise<Buffer> {
+  const tooLarge = (): HttpError => {
+    res.set('Connection', 'close');
+    return new HttpError(413, `the body is larger than ${limit} bytes`);
+  };
+  const length = Number(req.headers['content-length'] ?? Number.NaN);
+  if (Number.isFinite(length) && length > limit) throw tooLarge();
+  // Events rather than `for await`: leaving that loop early destroys the request, and with it the
+  // socket the 413 has to go out on.
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (): void => {
+      req.off('data', onData).off('end', onEnd).off('error', onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      done();
+      req.pause();
+      reject(tooLarge());
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error): void => {
+      done();
+      reject(err);
+    };
+    req.on('data', onData).on('end', onEnd).on('error', onError);
+  });
+}

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { SubmitDeps } from '../runs/submit';
 import type { LogStore, RunQueue, RunStore, TaskStore, TokenStore } from '../runs/store';
+import type { TriggerService } from '../triggers/service';
+import type { DecisionLog, DependencyIndex } from '../triggers/store';
 import type { AuthFailureLimit, RoleGuard } from './auth';
 import type { KilnMetrics } from './metrics';
 
@@ -43,6 +45,8 @@ export interface AppDeps {
   heartbeatMs?: number;
   /** Failed authentications per client address (default 20 a minute). */
   authFailures?: AuthFailureLimit;
+  /** Webhooks, registry notifications, timers and the dependency index; without it those routes do not exist. */
+  triggers?: { service: TriggerService; dependencies: DependencyIndex; decisions: DecisionLog };
 }
 
 /** What the route modules share. */

@@ -1,5 +1,5 @@
 import type { Express, Request } from 'express';
-import { TRIGGER_KINDS, type TriggerKind } from '../domain/run-record';
+import { TRIGGER_TYPES, type TriggerType } from '../domain/trigger';
 import { RUN_STATUSES, type RunStatus } from '../domain/status';
 import { QUICK_BUILD_FILE, quickBuildTask } from '../runs/quick-build';
 import type { RunFilter } from '../runs/store';
@@ -24,7 +24,7 @@ export function registerRunRoutes(app: Express, ctx: RouteContext): void {
 
   /** What every manual run shares: the server's defaults and who asked. */
   const manualRun = (who: string | undefined): Pick<SubmitInput, 'trigger' | 'platform' | 'pool' | 'queueTtl'> => ({
-    trigger: who ? { kind: 'manual', detail: who } : { kind: 'manual' },
+    trigger: who ? { type: 'Manual', by: who } : { type: 'Manual' },
     platform: deps.defaults.platform,
     pool: deps.defaults.pool,
     queueTtl: deps.defaults.queueTtl,
@@ -121,8 +121,8 @@ function runFilter(req: Request): RunFilter {
   }
   const trigger = param('trigger');
   if (trigger !== undefined) {
-    if (!(TRIGGER_KINDS as readonly string[]).includes(trigger)) throw new HttpError(400, `trigger must be one of ${TRIGGER_KINDS.join(', ')}`);
-    filter.trigger = trigger as TriggerKind;
+    if (!(TRIGGER_TYPES as readonly string[]).includes(trigger)) throw new HttpError(400, `trigger must be one of ${TRIGGER_TYPES.join(', ')}`);
+    filter.trigger = trigger as TriggerType;
   }
   const task = param('task');
   if (task !== undefined) {

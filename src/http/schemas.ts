@@ -1,5 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import { SOURCE_EVENTS } from '../domain/trigger';
 import { ROLES } from '../runs/store';
+import type { TriggersInput } from '../triggers/settings';
 import { HttpError } from './problem';
 
 /**
@@ -23,6 +25,19 @@ const set = {
   maxProperties: 1000,
   propertyNames: { minLength: 1, maxLength: 256 },
   additionalProperties: { type: 'string', maxLength: 65536 },
+} as const;
+const glob = { type: 'string', minLength: 1, maxLength: 255 } as const;
+const globs = { type: 'array', maxItems: 50, items: glob } as const;
+const timer = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'schedule'],
+  properties: {
+    name,
+    schedule: { type: 'string', minLength: 1, maxLength: 100 },
+    timezone: { type: 'string', minLength: 1, maxLength: 64 },
+    enabled: { type: 'boolean' },
+  },
 } as const;
 const secrets = {
   type: 'object',
@@ -97,12 +112,42 @@ export const TASK_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        source: { type: 'object', maxProperties: 100 },
-        baseImage: { type: 'object', maxProperties: 100 },
-        timers: { type: 'array', maxItems: 100, items: { type: 'object', maxProperties: 100 } },
+        source: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            enabled: { type: 'boolean' },
+            events: { type: 'array', maxItems: 2, uniqueItems: true, items: { enum: [...SOURCE_EVENTS] } },
+            branch: glob,
+            paths: {
+              type: 'object',
+              additionalProperties: false,
+              properties: { include: globs, exclude: globs },
+            },
+            webhookSecret: { type: 'string', minLength: 16, maxLength: 256 },
+            pollInterval: { type: 'integer', minimum: 0, maximum: 86400 },
+          },
+        },
+        baseImage: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            enabled: { type: 'boolean' },
+            type: { enum: ['Runtime', 'All'] },
+            pollInterval: { type: 'integer', minimum: 0, maximum: 86400 },
+          },
+        },
+        timers: { type: 'array', maxItems: 20, items: timer },
       },
     },
   },
+} as const;
+
+export const TIMER_REQUEST_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['schedule'],
+  properties: { schedule: timer.properties.schedule, timezone: timer.properties.timezone, enabled: timer.properties.enabled },
 } as const;
 
 export const TASK_RUN_REQUEST_SCHEMA = {
@@ -127,6 +172,7 @@ export const BODY_SCHEMAS = {
   BuildRequest: BUILD_REQUEST_SCHEMA,
   TaskBody: TASK_SCHEMA,
   TaskRunRequest: TASK_RUN_REQUEST_SCHEMA,
+  TimerRequest: TIMER_REQUEST_SCHEMA,
   TokenRequest: TOKEN_REQUEST_SCHEMA,
 } as const;
 
@@ -167,7 +213,13 @@ export interface TaskBody {
   timeout?: number;
   concurrency?: number;
   status?: 'Enabled' | 'Disabled';
-  triggers?: { source?: Record<string, unknown>; baseImage?: Record<string, unknown>; timers?: Record<string, unknown>[] };
+  triggers?: TriggersInput;
+}
+
+export interface TimerRequestBody {
+  schedule: string;
+  timezone?: string;
+  enabled?: boolean;
 }
 
 export interface TaskRunRequestBody {
@@ -191,6 +243,7 @@ export const validators = {
   build: ajv.compile<BuildRequestBody>(BUILD_REQUEST_SCHEMA),
   task: ajv.compile<TaskBody>(TASK_SCHEMA),
   taskRun: ajv.compile<TaskRunRequestBody>(TASK_RUN_REQUEST_SCHEMA),
+  timer: ajv.compile<TimerRequestBody>(TIMER_REQUEST_SCHEMA),
   token: ajv.compile<TokenRequestBody>(TOKEN_REQUEST_SCHEMA),
 };
 

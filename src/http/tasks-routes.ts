@@ -1,7 +1,7 @@
 import type { Express } from 'express';
-import type { RunSource } from '../domain/run-record';
-import type { TaskInput } from '../runs/store';
-import { checkTask, contextSource, submitRun } from '../runs/submit';
+import type { SavedTask, TaskInput, TaskSealed } from '../runs/store';
+import { checkTask, contextSource, INLINE_TASK_FILE, submitTaskRun } from '../runs/submit';
+import { normalizeTriggers } from '../triggers/settings';
 import type { RouteContext } from './context';
 import { principal } from './auth';
 import { readBody, type FieldKinds } from './body';
@@ -15,8 +15,6 @@ import { checkBody, NAME_PATTERN, validators, type TaskBody } from './schemas';
  */
 
 const TASK_RUN_FIELDS: FieldKinds = { json: ['values', 'set', 'secrets'] };
-/** The file name diagnostics of an inline saved task carry. */
-const INLINE_FILE = 'acb.yaml';
 const NAME = new RegExp(NAME_PATTERN);
 
 export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
@@ -29,16 +27,18 @@ export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
     return value;
   };
 
-  const save = async (body: TaskBody): Promise<TaskInput> => {
+  /** The task to store and its write-only parts, checked. */
+  const save = async (body: TaskBody): Promise<{ input: TaskInput; sealed: TaskSealed }> => {
     if ((body.task === undefined) === (body.file === undefined)) throw new HttpError(400, 'a task has exactly one of "task" (inline YAML) and "file" (a path in its context)');
     if (body.context !== undefined) contextSource(body.context);
+    const { triggers, webhookSecret } = normalizeTriggers(body.triggers, body.context);
     const registry = body.registry ?? defaults.registry;
     if (body.task !== undefined) {
       const stored = body.secrets === undefined ? (await tasks.secretsOf(body.name)).secrets : {};
       await checkTask(
         {
           text: body.task,
-          fileName: INLINE_FILE,
+          fileName: INLINE_TASK_FILE,
           taskName: body.name,
           values: body.values,
           secrets: { ...stored, ...body.secrets },
@@ -56,21 +56,32 @@ export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
       timeout: body.timeout ?? defaults.timeout,
       status: body.status ?? 'Enabled',
       concurrency: body.concurrency ?? 0,
-      triggers: body.triggers ?? {},
+      triggers,
     };
     if (body.task !== undefined) input.task = body.task;
     if (body.file !== undefined) input.file = body.file;
     if (body.context !== undefined) input.context = body.context;
     if (body.values !== undefined) input.values = body.values;
     if (body.registry !== undefined) input.registry = body.registry;
-    return input;
+    const sealed: TaskSealed = {};
+    if (body.secrets !== undefined) sealed.secrets = body.secrets;
+    if (body.credentials !== undefined) sealed.credentials = body.credentials;
+    if (webhookSecret !== undefined) sealed.webhookSecret = webhookSecret;
+    return { input, sealed };
+  };
+
+  /** The triggers follow the task: its timers are scheduled (or removed) as it now says. */
+  const saved = async (task: SavedTask): Promise<void> => {
+    await deps.triggers?.service.taskSaved(task);
   };
 
   app.post('/v1/tasks', requireRole('admin'), async (req, res) => {
     const body = checkBody(validators.task, (await readBody(req, res)).body);
-    const saved = await tasks.create(await save(body), body.secrets, body.credentials);
-    if (!saved) throw new HttpError(409, `task ${body.name} exists; PUT /v1/tasks/${body.name} replaces it`);
-    res.status(201).location(`/v1/tasks/${saved.name}`).json(saved);
+    const { input, sealed } = await save(body);
+    const created = await tasks.create(input, sealed);
+    if (!created) throw new HttpError(409, `task ${body.name} exists; PUT /v1/tasks/${body.name} replaces it`);
+    await saved(created);
+    res.status(201).location(`/v1/tasks/${created.name}`).json(created);
   });
 
   app.get('/v1/tasks', requireRole('reader'), async (_req, res) => {
@@ -92,13 +103,16 @@ export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
     const body = checkBody(validators.task, withName);
     if (body.name !== name) throw new HttpError(400, `the body names task "${body.name}", the path "${name}"`);
     const existed = (await tasks.get(name)) !== undefined;
-    const saved = await tasks.put(await save(body), body.secrets, body.credentials);
-    res.status(existed ? 200 : 201).json(saved);
+    const { input, sealed } = await save(body);
+    const stored = await tasks.put(input, sealed);
+    await saved(stored);
+    res.status(existed ? 200 : 201).json(stored);
   });
 
   app.delete('/v1/tasks/:name', requireRole('admin'), async (req, res) => {
     const name = taskName(pathParam(req, 'name'));
     if (!(await tasks.delete(name))) throw new HttpError(404, `no task ${name}`);
+    await deps.triggers?.service.taskDeleted(name);
     res.status(204).end();
   });
 
@@ -110,27 +124,18 @@ export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
       const task = await tasks.get(name);
       if (!task) throw new HttpError(404, `no task ${name}`);
       if (task.status === 'Disabled') throw new HttpError(409, `task ${name} is disabled`);
-      const stored = await tasks.secretsOf(name);
-      const saved: RunSource = task.context !== undefined ? contextSource(task.context) : { kind: 'none' };
+      const saved = task.context !== undefined ? contextSource(task.context) : ({ kind: 'none' } as const);
       const who = principal(res)?.name;
-      const submitted = await submitRun(
+      const submitted = await submitTaskRun(
+        task,
         {
-          // A `file` task's text is in its context: the worker reads and checks it there.
-          task: task.task !== undefined ? { text: task.task, fileName: INLINE_FILE } : { file: task.file ?? INLINE_FILE },
-          taskName: name,
-          values: { ...task.values, ...input.values },
-          set: input.set,
-          secrets: { secrets: { ...stored.secrets, ...input.secrets }, credentials: stored.credentials },
-          registry: task.registry ?? defaults.registry,
-          timeout: task.timeout,
+          trigger: who ? { type: 'Manual', by: who } : { type: 'Manual' },
           source: runSource(input.context, upload, saved),
-          trigger: who ? { kind: 'manual', detail: who } : { kind: 'manual' },
-          platform: task.platform,
-          pool: task.pool,
-          queueTtl: defaults.queueTtl,
-          hostSecrets: true,
+          ...(input.values ? { values: input.values } : {}),
+          ...(input.set ? { set: input.set } : {}),
+          ...(input.secrets ? { secrets: input.secrets } : {}),
         },
-        ctx.submitDeps,
+        { ...ctx.submitDeps, tasks, defaults },
       );
       sendAccepted(res, submitted);
     });

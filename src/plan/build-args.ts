@@ -115,14 +115,16 @@ function cliMessage(message: string): string {
   return message;
 }
 
-const GIT_URL = /^(https:\/\/[^#\s]+?\.git|git:\/\/[^#\s]+|git@[^#\s]+)(?:#([^:\s]*)(?::(\S+))?)?$/;
+// Plain http git URLs parse here; whether they may be fetched is the network policy's decision
+// (https only, unless the server allows private sources).
+const GIT_URL = /^(https?:\/\/[^#\s]+?\.git|git:\/\/[^#\s]+|git@[^#\s]+)(?:#([^:\s]*)(?::(\S+))?)?$/;
 const TAR_URL = /^https?:\/\/\S+$/;
 
 /** The context: a path in the workspace, a git URL with `#ref:subdir`, or an http(s) tar URL. */
 export function parseContext(text: string, errors: string[]): BuildContext | undefined {
   const git = GIT_URL.exec(text);
   if (git) {
-    if (!git[1].startsWith('https://')) {
+    if (!/^https?:\/\//.test(git[1])) {
       errors.push(`git context "${text}": only https:// git URLs are supported`);
       return undefined;
     }

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { isFinalRunStatus } from '../domain/status';
+import type { RunResult } from '../domain/run-result';
 import type { Logger } from '../log';
 import {
   RunAbort,
@@ -22,6 +23,7 @@ import { checkWorkerId, defaultWorkerId, workerOwner } from './owner';
 import { beat, dropHeartbeat, type WorkerInfo } from './registry';
 import { sweepLeftovers } from './sweeper';
 import { TaskSlots } from './task-slots';
+import { errorText, settlesWithin } from './settle';
 
 /**
  * A worker: takes the jobs of one target (platform, pool) from BullMQ and runs each claimed
@@ -98,6 +100,11 @@ export interface StartWorkerOptions {
   abortGraceMs?: number;
   /** See ExecuteClaimedRunOptions. */
   progressIntervalMs?: number;
+  /**
+   * Called once a run has its final result (the triggers record what it built from). Its failure
+   * is logged and changes nothing about the run.
+   */
+  onFinished?: (request: Claim['request'], result: RunResult) => Promise<void>;
 }
 
 export interface WorkerHandle {
@@ -202,6 +209,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
     });
     switch (outcome.outcome) {
       case 'finished':
+        await options.onFinished?.(claim.request, outcome.result).catch((err: unknown) => runLog.warn({ err: errorText(err) }, 'the finished-run hook failed'));
         if (outcome.result.status === 'Canceled' || outcome.result.status === 'Error') {
           throw new UnrecoverableError(`run ${outcome.result.status}${outcome.result.error ? `: ${outcome.result.error}` : ''}`);
         }
@@ -391,21 +399,4 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
     sweep: () => sweep(),
     close,
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Whether `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

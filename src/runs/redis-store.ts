@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { LogEntry, RunDocument, RunRequest, RunSecrets, RunTrigger } from '../domain/run-record';
+import type { LogEntry, RunDocument, RunRequest, RunSecrets } from '../domain/run-record';
+import type { RunTrigger } from '../domain/trigger';
 import type { RunResult } from '../domain/run-result';
 import { KilnError } from '../errors';
 import { RUN_STATUSES, isFinalRunStatus, type RunStatus } from '../domain/status';
@@ -18,6 +19,7 @@ import type {
   RunStore,
   SavedTask,
   TaskInput,
+  TaskSealed,
   TaskStore,
   TokenInfo,
   TokenStore,
@@ -31,7 +33,7 @@ import type {
  *   the Lua scripts below compare and set atomically, JSON fields (request, steps, images...),
  *   and `secrets`, sealed with the server key.
  * - `P:runs` zset of every run by sequence number (newest first = highest score); `P:runs:status:<s>`,
- *   `P:runs:task:<name>`, `P:runs:trigger:<kind>` the same per filter; `P:runs:unfinished` set.
+ *   `P:runs:task:<name>`, `P:runs:trigger:<type>` the same per filter; `P:runs:unfinished` set.
  * - `P:log:<id>` stream of log lines (`s` step, `o` 1 for stderr, `l` line; an entry with `end`
  *   closes it), `P:log:<id>:bytes` its size so far.
  * - `P:task:<name>` hash and `P:tasks` set; `P:token:<sha256>` hash and `P:tokens` hash id -> sha256.
@@ -254,7 +256,7 @@ export class RedisStore implements RunStore {
     };
     const multi = this.redis.multi().hset(this.key(runId), fields);
     multi.zadd(`${this.p}:runs`, seq, runId).zadd(`${this.p}:runs:status:Queued`, seq, runId);
-    multi.zadd(`${this.p}:runs:trigger:${request.trigger.kind}`, seq, runId).sadd(`${this.p}:runs:unfinished`, runId);
+    multi.zadd(`${this.p}:runs:trigger:${request.trigger.type}`, seq, runId).sadd(`${this.p}:runs:unfinished`, runId);
     if (request.taskName !== undefined) multi.zadd(`${this.p}:runs:task:${request.taskName}`, seq, runId);
     await execOrThrow(multi);
     return toDocument(runId, fields);
@@ -296,7 +298,7 @@ export class RedisStore implements RunStore {
         // Newest first: once past `since`, everything further is older still.
         if (filter.since !== undefined && doc.createdAt < filter.since) return { items };
         if (filter.status !== undefined && doc.status !== filter.status) continue;
-        if (filter.trigger !== undefined && doc.trigger.kind !== filter.trigger) continue;
+        if (filter.trigger !== undefined && doc.trigger.type !== filter.trigger) continue;
         items.push(doc);
         if (items.length === limit) {
           const more = i + 2 < ids.length || (await this.redis.zrevrangebyscore(index, `(${seq}`, '-inf', 'LIMIT', 0, 1)).length > 0;
@@ -420,7 +422,7 @@ function toDocument(runId: string, f: RunFields): RunDocument {
     outputImages: JSON.parse(f.outputImages || '[]') as RunDocument['outputImages'],
     dependencies: JSON.parse(f.dependencies || '[]') as RunDocument['dependencies'],
     task: request.taskName ?? null,
-    trigger: request.trigger ?? ({ kind: 'manual' } satisfies RunTrigger),
+    trigger: request.trigger ?? ({ type: 'Manual' } satisfies RunTrigger),
     platform: request.platform,
     pool: request.pool,
     queueTtl: request.queueTtl,
@@ -556,20 +558,23 @@ class RedisTaskStore implements TaskStore {
     return `${this.p}:task:${name}`;
   }
 
-  async put(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask> {
-    return (await this.write(task, secrets, credentials, false)) as SavedTask;
+  async put(task: TaskInput, sealed: TaskSealed = {}): Promise<SavedTask> {
+    return (await this.write(task, sealed, false)) as SavedTask;
   }
 
-  async create(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask | undefined> {
-    return this.write(task, secrets, credentials, true);
+  async create(task: TaskInput, sealed: TaskSealed = {}): Promise<SavedTask | undefined> {
+    return this.write(task, sealed, true);
   }
 
   /** Stores the task; with `onlyIfNew`, atomically, and nothing when it already exists. */
-  private async write(task: TaskInput, secrets: RunSecrets['secrets'] | undefined, credentials: RunSecrets['credentials'] | undefined, onlyIfNew: boolean): Promise<SavedTask | undefined> {
+  private async write(task: TaskInput, sealed: TaskSealed, onlyIfNew: boolean): Promise<SavedTask | undefined> {
     const key = this.key(task.name);
-    const [createdAt, sealedSecrets, sealedCredentials] = onlyIfNew ? [null, null, null] : await this.redis.hmget(key, 'createdAt', 'secrets', 'credentials');
-    const keptSecrets = secrets ?? this.openJson<RunSecrets['secrets']>(sealedSecrets, {});
-    const keptCredentials = credentials ?? this.openJson<RunSecrets['credentials']>(sealedCredentials, []);
+    const [createdAt, sealedSecrets, sealedCredentials, sealedHook] = onlyIfNew
+      ? [null, null, null, null]
+      : await this.redis.hmget(key, 'createdAt', 'secrets', 'credentials', 'webhookSecret');
+    const keptSecrets = sealed.secrets ?? this.openJson<RunSecrets['secrets']>(sealedSecrets, {});
+    const keptCredentials = sealed.credentials ?? this.openJson<RunSecrets['credentials']>(sealedCredentials, []);
+    const keptHook = sealed.webhookSecret ?? this.openJson<string | null>(sealedHook, null);
     const now = this.now().toISOString();
     const saved: SavedTask = {
       ...task,
@@ -577,12 +582,14 @@ class RedisTaskStore implements TaskStore {
       updatedAt: now,
       secretIds: Object.keys(keptSecrets).sort(),
       credentialRegistries: keptCredentials.map((c) => c.registry),
+      webhookSecretSet: keptHook !== null,
     };
     const fields = {
       task: JSON.stringify(saved),
       createdAt: saved.createdAt,
       secrets: this.box.seal(JSON.stringify(keptSecrets)),
       credentials: this.box.seal(JSON.stringify(keptCredentials)),
+      webhookSecret: this.box.seal(JSON.stringify(keptHook)),
     };
     if (onlyIfNew) {
       const created = await this.redis.eval(CREATE_TASK, 2, key, `${this.p}:tasks`, task.name, ...Object.entries(fields).flat());
@@ -600,6 +607,10 @@ class RedisTaskStore implements TaskStore {
   async secretsOf(name: string): Promise<RunSecrets> {
     const [secrets, credentials] = await this.redis.hmget(this.key(name), 'secrets', 'credentials');
     return { secrets: this.openJson(secrets, {}), credentials: this.openJson(credentials, []) };
+  }
+
+  async webhookSecretOf(name: string): Promise<string | undefined> {
+    return this.openJson<string | null>(await this.redis.hget(this.key(name), 'webhookSecret'), null) ?? undefined;
   }
 
   async list(): Promise<SavedTask[]> {

@@ -1,4 +1,5 @@
-import type { LogEntry, RunDocument, RunRequest, RunSecrets, RunTrigger } from '../domain/run-record';
+import type { LogEntry, RunDocument, RunRequest, RunSecrets } from '../domain/run-record';
+import type { TaskTriggers, TriggerType } from '../domain/trigger';
 import type { RunResult, StepResult } from '../domain/run-result';
 import type { RunStatus } from '../domain/status';
 
@@ -31,7 +32,7 @@ export interface RunFilter {
   status?: RunStatus;
   /** A saved task's name. */
   task?: string;
-  trigger?: RunTrigger['kind'];
+  trigger?: TriggerType;
   /** ISO times: runs created at or after `since`, before `until`. */
   since?: string;
   until?: string;
@@ -134,25 +135,38 @@ export interface SavedTask {
   status: 'Enabled' | 'Disabled';
   /** Runs of this task at once; 0 = no limit. */
   concurrency: number;
-  triggers: { source?: Record<string, unknown>; baseImage?: Record<string, unknown>; timers?: Record<string, unknown>[] };
+  /** Normalized: every setting present (see triggers/settings). */
+  triggers: TaskTriggers;
   createdAt: string;
   updatedAt: string;
   /** The ids of the secrets it holds (never their values). */
   secretIds: string[];
   /** The registries it holds credentials for (never the credentials). */
   credentialRegistries: string[];
+  /** Whether it holds a webhook secret (never the secret). */
+  webhookSecretSet: boolean;
 }
 
-export type TaskInput = Omit<SavedTask, 'createdAt' | 'updatedAt' | 'secretIds' | 'credentialRegistries'>;
+export type TaskInput = Omit<SavedTask, 'createdAt' | 'updatedAt' | 'secretIds' | 'credentialRegistries' | 'webhookSecretSet'>;
+
+/** A task's write-only parts; a part left undefined keeps the stored one. */
+export interface TaskSealed {
+  secrets?: RunSecrets['secrets'];
+  credentials?: RunSecrets['credentials'];
+  /** The key that signs its webhooks (HMAC) or the token they carry (GitLab). */
+  webhookSecret?: string;
+}
 
 export interface TaskStore {
-  /** Creates or replaces; `secrets`/`credentials` undefined keeps the stored ones. */
-  put(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask>;
+  /** Creates or replaces; the sealed parts left undefined keep the stored ones. */
+  put(task: TaskInput, sealed?: TaskSealed): Promise<SavedTask>;
   /** Creates, atomically; undefined (and nothing written) when a task of that name exists. */
-  create(task: TaskInput, secrets?: RunSecrets['secrets'], credentials?: RunSecrets['credentials']): Promise<SavedTask | undefined>;
+  create(task: TaskInput, sealed?: TaskSealed): Promise<SavedTask | undefined>;
   get(name: string): Promise<SavedTask | undefined>;
   /** The task's secrets, decrypted: only for creating its runs. */
   secretsOf(name: string): Promise<RunSecrets>;
+  /** The task's webhook secret, decrypted: only for checking a webhook's signature. */
+  webhookSecretOf(name: string): Promise<string | undefined>;
   list(): Promise<SavedTask[]>;
   delete(name: string): Promise<boolean>;
 }

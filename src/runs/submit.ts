@@ -1,5 +1,6 @@
 import { makeRunContext } from '../domain/run-context';
 import type { RunDocument, RunRequest, RunSecrets, RunSource } from '../domain/run-record';
+import type { RunTrigger } from '../domain/trigger';
 import type { TaskSecret } from '../domain/task';
 import { KilnError, TaskInvalidError, type Diagnostic } from '../errors';
 import { parseContext } from '../plan';
@@ -7,7 +8,7 @@ import { SecretMasker } from '../runtime';
 import { mergeValues, SECRET_PLACEHOLDER } from '../task';
 import { hasErrors, prepareTask } from './prepare';
 import { makeSecretResolver } from './secrets';
-import type { RunQueue, RunStore } from './store';
+import type { RunQueue, RunStore, SavedTask, TaskStore } from './store';
 
 /**
  * Submitting a run: the task is rendered and validated with the run's own values and secrets
@@ -132,6 +133,18 @@ export function contextSource(text: string): RunSource {
   return { kind: 'url', url: text };
 }
 
+/** A git context's parts (`url#ref:subdir`), or undefined when `text` is not a git URL. */
+export function gitContextOf(text: string): { url: string; ref?: string; subdir?: string } | undefined {
+  const context = parseContext(text, []);
+  if (context?.kind !== 'git') return undefined;
+  return { url: context.url, ...(context.ref ? { ref: context.ref } : {}), ...(context.subdir ? { subdir: context.subdir } : {}) };
+}
+
+/** The same git context at another ref (a commit): `url#ref:subdir`. */
+export function gitContextAt(context: { url: string; subdir?: string }, ref: string): string {
+  return `${context.url}#${ref}${context.subdir ? `:${context.subdir}` : ''}`;
+}
+
 function hasUserInfo(text: string): boolean {
   try {
     const url = new URL(text);
@@ -207,4 +220,53 @@ export async function submitRun(input: SubmitInput, deps: SubmitDeps): Promise<S
     throw new StoreUnavailableError('the run could not be queued', { cause: err });
   }
   return { run, warnings };
+}
+
+/** The file name diagnostics of an inline saved task carry. */
+export const INLINE_TASK_FILE = 'acb.yaml';
+
+export interface TaskRunInput {
+  trigger: RunTrigger;
+  /** Replaces the task's context for this run (an upload, another URL, a commit of its repository). */
+  source?: RunSource;
+  /** Merged over the task's values. */
+  values?: Record<string, unknown>;
+  set?: Record<string, string>;
+  /** Merged over the task's secrets. */
+  secrets?: Record<string, string>;
+  /**
+   * No secrets and no registry logins at all, not even the task's (a pull request from a fork:
+   * its code must not see them).
+   */
+  withoutSecrets?: boolean;
+}
+
+export interface TaskRunDeps extends SubmitDeps {
+  tasks: Pick<TaskStore, 'secretsOf'>;
+  defaults: { registry?: string; queueTtl: number };
+}
+
+/** Submits a run of a saved task, however it was started (the API, a webhook, a timer...). */
+export async function submitTaskRun(task: SavedTask, input: TaskRunInput, deps: TaskRunDeps): Promise<Submitted> {
+  const stored: RunSecrets = input.withoutSecrets ? { secrets: {}, credentials: [] } : await deps.tasks.secretsOf(task.name);
+  const saved: RunSource = task.context !== undefined ? contextSource(task.context) : { kind: 'none' };
+  return submitRun(
+    {
+      // A `file` task's text is in its context: the worker reads and checks it there.
+      task: task.task !== undefined ? { text: task.task, fileName: INLINE_TASK_FILE } : { file: task.file ?? INLINE_TASK_FILE },
+      taskName: task.name,
+      values: { ...task.values, ...input.values },
+      ...(input.set ? { set: input.set } : {}),
+      secrets: { secrets: { ...stored.secrets, ...(input.withoutSecrets ? {} : input.secrets) }, credentials: stored.credentials },
+      registry: task.registry ?? deps.defaults.registry,
+      timeout: task.timeout,
+      source: input.source ?? saved,
+      trigger: input.trigger,
+      platform: task.platform,
+      pool: task.pool,
+      queueTtl: deps.defaults.queueTtl,
+      hostSecrets: true,
+    },
+    deps,
+  );
 }

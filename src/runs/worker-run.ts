@@ -11,6 +11,8 @@ import type { LogEntry, RunSource } from '../domain/run-record';
 import type { RunResult, StepResult } from '../domain/run-result';
 import type { RunStatus } from '../domain/status';
 import type { TaskSecret } from '../domain/task';
+import type { RunTrigger } from '../domain/trigger';
+import type { Plan } from '../domain/plan';
 import { KilnError, formatDiagnostic } from '../errors';
 import type { Logger } from '../log';
 import { parseContext } from '../plan';
@@ -124,6 +126,16 @@ export async function executeClaimedRun(options: ExecuteClaimedRunOptions): Prom
   }
 }
 
+/** `.Run.Branch` and `.Run.TriggeredBy` from what started the run. */
+function triggerContext(trigger: RunTrigger): { branch?: string; triggeredBy: string } {
+  const branch = trigger.type === 'Commit' || trigger.type === 'PullRequest' ? trigger.branch : undefined;
+  return { ...(branch === undefined ? {} : { branch }), triggeredBy: trigger.type };
+}
+
+function pullingBases(plan: Plan): Plan {
+  return { ...plan, steps: plan.steps.map((step) => (step.kind === 'build' ? { ...step, pull: true } : step)) };
+}
+
 /** The state of one attempt that its parts share. */
 interface Attempt {
   options: ExecuteClaimedRunOptions;
@@ -175,7 +187,14 @@ async function runAttempt(attempt: Attempt, startedAt: Date): Promise<RunResult>
     const prepared = await prepareTask({
       file: claim.request.fileName,
       content,
-      run: makeRunContext({ id: runId, registry: claim.request.registry ?? '', startedAt, taskName: claim.request.taskName, commit: source.gitCommit }),
+      run: makeRunContext({
+        id: runId,
+        registry: claim.request.registry ?? '',
+        startedAt,
+        taskName: claim.request.taskName,
+        commit: source.gitCommit,
+        ...triggerContext(claim.request.trigger),
+      }),
       values: mergeValues(claim.request.values ?? {}, claim.request.set ?? {}),
       strict: false,
       now: () => new Date(),
@@ -190,7 +209,8 @@ async function runAttempt(attempt: Attempt, startedAt: Date): Promise<RunResult>
       const errors = prepared.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic);
       return notRun(runId, 'Failed', errors.join('\n') || 'the task is not valid', startedAt);
     }
-    const plan = prepared.plan;
+    // A run for a new base image builds from it, not from an older copy the engine has.
+    const plan: Plan = claim.request.trigger.type === 'BaseImageUpdate' ? pullingBases(prepared.plan) : prepared.plan;
     const progress = new ProgressReporter(options.store, claim, plan.steps.map((s) => s.id), () => refuse(attempt), attempt.log, options.progressIntervalMs ?? 500);
     const onEvent = (event: RunEvent): void => {
       progress.onEvent(event);

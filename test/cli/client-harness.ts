@@ -12,6 +12,10 @@ import { createApp, type AppDeps } from '../../src/http/app';
 import { createMetrics } from '../../src/http/metrics';
 import { RedisStore } from '../../src/runs/redis-store';
 import type { Claim, Role, RunQueue } from '../../src/runs/store';
+import type { TimerTrigger } from '../../src/domain/trigger';
+import type { ScheduledTimer, TriggerScheduler } from '../../src/queue';
+import { RedisTriggerStore } from '../../src/triggers/redis-store';
+import { TriggerService } from '../../src/triggers/service';
 import { sink } from '../helpers/streams';
 
 /**
@@ -49,6 +53,28 @@ export class RecordingQueue implements RunQueue {
   }
 }
 
+/** The next tick every enabled timer reports: the scheduler (BullMQ) is not under test here. */
+export const TIMER_NEXT = '2030-01-01T03:00:00.000Z';
+
+/** Timers kept in memory in place of the BullMQ job schedulers. */
+class FakeTimers implements Pick<TriggerScheduler, 'syncTimers' | 'removeTask' | 'listTimers'> {
+  private readonly byTask = new Map<string, TimerTrigger[]>();
+
+  async syncTimers(task: string, timers: readonly TimerTrigger[]): Promise<void> {
+    this.byTask.set(task, [...timers]);
+  }
+
+  async removeTask(task: string): Promise<void> {
+    this.byTask.delete(task);
+  }
+
+  async listTimers(task?: string): Promise<ScheduledTimer[]> {
+    return [...this.byTask]
+      .filter(([name]) => task === undefined || name === task)
+      .flatMap(([name, timers]) => timers.filter((t) => t.enabled).map((t) => ({ task: name, name: t.name, schedule: t.schedule, timezone: t.timezone, next: TIMER_NEXT })));
+  }
+}
+
 export interface KilnOutcome {
   code: number;
   stdout: string;
@@ -68,6 +94,8 @@ export interface Harness {
   /** The API's base URL. */
   url: string;
   store: RedisStore;
+  /** The dependency index and the decision log (the API's triggers routes read them). */
+  triggers: RedisTriggerStore;
   queue: RecordingQueue;
   uploadsDir: string;
   tokens: Record<Role, string>;
@@ -94,6 +122,23 @@ export async function startHarness(name: string, options: { heartbeatMs?: number
   const store = new RedisStore({ redis, prefix, secretKey: SECRET_KEY });
   const queue = new RecordingQueue();
   const uploadsDir = mkdtempSync(join(tmpdir(), 'kiln-client-uploads-'));
+  const defaults = { registry: '127.0.0.1:5000', platform: 'linux/amd64', pool: 'default', timeout: 3600, queueTtl: 600, uploadCapBytes: 64 * 1024 * 1024 };
+  const triggers = new RedisTriggerStore({ redis, prefix });
+  const polled = new Map<string, Record<string, string>>();
+  const service = new TriggerService({
+    tasks: store.tasks,
+    submit: { runs: store, queue, tasks: store.tasks, defaults },
+    dependencies: triggers.dependencies,
+    once: triggers.once,
+    decisions: triggers.decisions,
+    manifestDigest: async () => undefined,
+    listBranches: async () => {
+      throw new Error('the client tests do not poll git');
+    },
+    timers: new FakeTimers(),
+    polled: { get: async (task) => polled.get(task) ?? {}, set: async (task, branches) => void polled.set(task, branches) },
+    logger: pino({ level: 'silent' }),
+  });
   const deps: AppDeps = {
     runs: store,
     logs: store.logs,
@@ -101,11 +146,12 @@ export async function startHarness(name: string, options: { heartbeatMs?: number
     tokens: store.tokens,
     queue,
     uploadsDir,
-    defaults: { registry: '127.0.0.1:5000', platform: 'linux/amd64', pool: 'default', timeout: 3600, queueTtl: 600, uploadCapBytes: 64 * 1024 * 1024 },
+    defaults,
     ready: async () => (await redis.ping()) === 'PONG',
     logger: pino({ level: 'silent' }),
     metrics: createMetrics(),
     heartbeatMs: options.heartbeatMs ?? 500,
+    triggers: { service, dependencies: triggers.dependencies, decisions: triggers.decisions },
   };
   const server: Server = await new Promise((resolve) => {
     const s = createApp(deps).listen(0, '127.0.0.1', () => resolve(s));
@@ -198,6 +244,7 @@ export async function startHarness(name: string, options: { heartbeatMs?: number
   return {
     url,
     store,
+    triggers,
     queue,
     uploadsDir,
     tokens,

@@ -1,13 +1,33 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
+import { Command, CommanderError } from 'commander';
+import { applyTriggerEdit, parseBool, readTriggerFlags, storedTriggers, taskSettings, type TriggerFlags } from '../../src/cli/client/commands';
 import { encodeMultipart } from '../../src/cli/client/multipart';
 import { sseEvents } from '../../src/cli/client/sse';
-import { formatDuration, formatRunsTable, formatTable, formatTime, makeLinePrinter } from '../../src/cli/client/format';
+import {
+  formatDependencies,
+  formatDependentsTable,
+  formatDuration,
+  formatRunsTable,
+  formatTable,
+  formatTaskDetails,
+  formatTasksTable,
+  formatTime,
+  formatTimersTable,
+  formatTriggerEventsTable,
+  makeLinePrinter,
+} from '../../src/cli/client/format';
 import type { RunDocument } from '../../src/domain/run-record';
+import type { TaskTriggers } from '../../src/domain/trigger';
+import type { SavedTask } from '../../src/runs/store';
+import type { TriggersInput } from '../../src/triggers/settings';
 import { sink } from '../helpers/streams';
 
-/** The pieces of the API client that need no server: the upload encoder, the SSE reader, the tables. */
+/**
+ * The pieces of the API client that need no server: the upload encoder, the SSE reader, the
+ * trigger flags (as commander parses them) and the triggers they send, the tables.
+ */
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -158,7 +178,7 @@ describe('tables', () => {
     outputImages: [],
     dependencies: [],
     task: null,
-    trigger: { kind: 'manual' },
+    trigger: { type: 'Manual' },
     platform: 'linux/amd64',
     pool: 'default',
     queueTtl: 3600,
@@ -174,7 +194,7 @@ describe('tables', () => {
   it('lists runs with id, status, task, trigger, created and duration', () => {
     const text = formatRunsTable(
       [
-        run({ runId: 'k12', status: 'Running', task: 'nightly', trigger: { kind: 'timer', detail: 't1' }, startedAt: '2026-05-01T12:05:55Z' }),
+        run({ runId: 'k12', status: 'Running', task: 'nightly', trigger: { type: 'Timer', timer: 't1', schedule: '0 3 * * *', timezone: 'UTC', scheduledFor: '2026-05-01T12:00:00Z' }, startedAt: '2026-05-01T12:05:55Z' }),
         run({ runId: 'k3', status: 'Succeeded', startedAt: '2026-05-01T12:00:01Z', finishedAt: '2026-05-01T12:00:03.5Z' }),
         run({ runId: 'k2' }),
       ],
@@ -182,9 +202,9 @@ describe('tables', () => {
     );
     expect(text.split('\n')).toEqual([
       'RUN  STATUS     TASK     TRIGGER  CREATED (UTC)        DURATION',
-      'k12  Running    nightly  timer    2026-05-01 12:00:00  4m05s',
-      'k3   Succeeded  -        manual   2026-05-01 12:00:00  2.5s',
-      'k2   Queued     -        manual   2026-05-01 12:00:00  -',
+      'k12  Running    nightly  Timer    2026-05-01 12:00:00  4m05s',
+      'k3   Succeeded  -        Manual   2026-05-01 12:00:00  2.5s',
+      'k2   Queued     -        Manual   2026-05-01 12:00:00  -',
       '',
     ]);
   });
@@ -204,5 +224,230 @@ describe('tables', () => {
     print('build-image', 'two');
     print('a', 'three');
     expect(out.text()).toBe('a    | one\nbuild-image | two\na           | three\n');
+  });
+});
+
+describe('trigger flags', () => {
+  const SECRET = 'a-webhook-secret-0123';
+
+  /** `kiln task create|update` flags as commander parses them. */
+  function flagsOf(argv: string[]): TriggerFlags {
+    const cmd = taskSettings(new Command('create'))
+      .exitOverride()
+      .configureOutput({ writeErr: () => undefined });
+    cmd.parse(argv, { from: 'user' });
+    return cmd.opts<TriggerFlags>();
+  }
+
+  /** The triggers a request sends for these flags on top of `base`. */
+  function triggersFor(argv: string[], base?: TriggersInput, env: NodeJS.ProcessEnv = {}): TriggersInput | undefined {
+    const { edit, problems } = readTriggerFlags(flagsOf(argv), env);
+    expect(problems).toEqual([]);
+    return applyTriggerEdit(base, edit);
+  }
+
+  /** What the server stores for a task with context https://example.com/web.git#main. */
+  const stored = (): TaskTriggers => ({
+    source: { enabled: true, events: ['commit'], branch: 'main', paths: { include: ['**'], exclude: ['docs/**'] }, pollInterval: 60 },
+    baseImage: { enabled: true, type: 'Runtime', pollInterval: 0 },
+    timers: [
+      { name: 't1', schedule: '0 3 * * *', timezone: 'Asia/Tokyo', enabled: false },
+      { name: 'weekly', schedule: '0 4 * * 1', timezone: 'UTC', enabled: true },
+    ],
+  });
+
+  it('sends no triggers without trigger flags (the server fills the defaults), and keeps a --triggers file as it is', () => {
+    expect(triggersFor(['-f', 'acb.yaml', '--timeout', '600'])).toBeUndefined();
+    const file: TriggersInput = { baseImage: { enabled: false } };
+    expect(triggersFor([], file)).toBe(file);
+  });
+
+  it('maps every trigger flag to its field', () => {
+    const argv = [
+      '--pull-request-trigger-enabled',
+      '--branch', 'release/*',
+      '--include-path', 'src/**', '--include-path', 'lib/**',
+      '--exclude-path', 'docs/**',
+      '--webhook-secret', SECRET,
+      '--git-poll-interval', '60',
+      '--base-image-trigger-enabled', 'true',
+      '--base-image-trigger-type', 'All',
+      '--base-image-poll-interval', '0',
+      '--schedule', '0 3 * * *', '--schedule', '*/15 * * * *',
+      '--timezone', 'Europe/Paris',
+    ];
+    expect(triggersFor(argv)).toEqual({
+      source: { enabled: true, events: ['commit', 'pullrequest'], branch: 'release/*', paths: { include: ['src/**', 'lib/**'], exclude: ['docs/**'] }, webhookSecret: SECRET, pollInterval: 60 },
+      baseImage: { enabled: true, type: 'All', pollInterval: 0 },
+      timers: [
+        { name: 't1', schedule: '0 3 * * *', timezone: 'Europe/Paris' },
+        { name: 't2', schedule: '*/15 * * * *', timezone: 'Europe/Paris' },
+      ],
+    });
+  });
+
+  it('turns source events on and off; the source trigger is on exactly when an event is left', () => {
+    expect(triggersFor(['--commit-trigger-enabled', 'false'])).toEqual({ source: { enabled: false } });
+    expect(triggersFor(['--commit-trigger-enabled=false', '--pull-request-trigger-enabled', 'TRUE'])).toEqual({ source: { enabled: true, events: ['pullrequest'] } });
+    // A source trigger that is off has no events on: turning one on turns on that one only.
+    const off: TriggersInput = { source: { enabled: false, events: ['commit'] } };
+    expect(triggersFor(['--pull-request-trigger-enabled'], off)).toEqual({ source: { enabled: true, events: ['pullrequest'] } });
+  });
+
+  it('on an update, changes only what the flags name', () => {
+    const result = triggersFor(['--base-image-trigger-enabled', 'false', '--schedule', '5 4 * * *', '--exclude-path', 'test/**'], storedTriggers(stored(), undefined, undefined));
+    const expected = stored();
+    expected.baseImage.enabled = false;
+    expected.source.paths.exclude = ['test/**'];
+    // t1 gets the new schedule and keeps its time zone and its `enabled`; the other timer stays.
+    expected.timers[0].schedule = '5 4 * * *';
+    expect(result).toEqual(expected);
+  });
+
+  it('adds the timers t1, t2... that a task does not have yet', () => {
+    const result = triggersFor(['--schedule', '1 1 * * *', '--schedule', '2 2 * * *'], { timers: [{ name: 't1', schedule: '0 0 * * *', enabled: false }] });
+    expect(result?.timers).toEqual([
+      { name: 't1', schedule: '1 1 * * *', enabled: false },
+      { name: 't2', schedule: '2 2 * * *' },
+    ]);
+  });
+
+  it('lets the server derive the context defaults again when an update changes the context', () => {
+    const moved = storedTriggers(stored(), 'https://example.com/web.git#main', 'https://example.com/web.git#dev:app');
+    expect(moved.source).toEqual({ events: ['commit'], paths: { exclude: ['docs/**'] }, pollInterval: 60 });
+    expect(moved.timers).toEqual(stored().timers);
+    // Settings that are not the old context's defaults stay.
+    const own = stored();
+    own.source.branch = 'release/*';
+    own.source.enabled = false;
+    expect(storedTriggers(own, 'https://example.com/web.git#main', 'https://example.com/web.git#dev').source).toMatchObject({ enabled: false, branch: 'release/*' });
+    expect(storedTriggers(stored(), 'https://example.com/web.git#main', 'https://example.com/web.git#main')).toEqual(stored());
+  });
+
+  it('reads the webhook secret from the flag or, without a value, from $KILN_WEBHOOK_SECRET', () => {
+    expect(triggersFor(['--webhook-secret'], undefined, { KILN_WEBHOOK_SECRET: SECRET })).toEqual({ source: { webhookSecret: SECRET } });
+    expect(readTriggerFlags(flagsOf(['--webhook-secret']), {}).problems).toEqual(['kiln: --webhook-secret without a value takes $KILN_WEBHOOK_SECRET, which is not set']);
+    expect(readTriggerFlags(flagsOf(['--webhook-secret', 'short']), {}).problems).toEqual(['kiln: the webhook secret must have 16 to 256 characters, not 5']);
+  });
+
+  it('refuses --timezone without --schedule', () => {
+    expect(readTriggerFlags(flagsOf(['--timezone', 'UTC']), {}).problems).toEqual([
+      'kiln: --timezone goes with --schedule (one timer: kiln task timer update NAME --timer-name T --timezone TZ)',
+    ]);
+  });
+
+  it('refuses values that are not booleans, poll intervals or trigger types, naming the flag', () => {
+    const refusal = (argv: string[]): string => {
+      try {
+        flagsOf(argv);
+      } catch (err) {
+        if (err instanceof CommanderError) return err.message;
+        throw err;
+      }
+      throw new Error(`${argv.join(' ')} was accepted`);
+    };
+    expect(refusal(['--commit-trigger-enabled', 'yes'])).toBe("error: option '--commit-trigger-enabled [bool]' argument 'yes' is invalid. must be true or false (or no value, for true)");
+    expect(refusal(['--git-poll-interval', '1'])).toBe("error: option '--git-poll-interval <seconds>' argument '1' is invalid. must be 0 (off) or 2 to 86400 seconds");
+    expect(refusal(['--base-image-poll-interval', '86401'])).toMatch(/must be 0 \(off\) or 2 to 86400 seconds$/);
+    expect(refusal(['--base-image-trigger-type', 'runtime'])).toMatch(/Allowed choices are Runtime, All\.$/);
+    expect(parseBool('False')).toBe(false);
+  });
+});
+
+describe('trigger tables', () => {
+  const task = (over: Partial<SavedTask>): SavedTask => ({
+    name: 'web',
+    context: 'https://example.com/web.git#main',
+    file: 'acb.yaml',
+    platform: 'linux/amd64',
+    pool: 'default',
+    timeout: 3600,
+    concurrency: 0,
+    status: 'Enabled',
+    triggers: {
+      source: { enabled: true, events: ['commit', 'pullrequest'], branch: 'main', paths: { include: ['**'], exclude: ['docs/**'] }, pollInterval: 60 },
+      baseImage: { enabled: true, type: 'All', pollInterval: 0 },
+      timers: [
+        { name: 't1', schedule: '0 3 * * *', timezone: 'Europe/Paris', enabled: true },
+        { name: 'weekly', schedule: '0 4 * * 1', timezone: 'UTC', enabled: false },
+      ],
+    },
+    webhookSecretSet: true,
+    secretIds: [],
+    credentialRegistries: [],
+    createdAt: '2026-05-01T12:00:00Z',
+    updatedAt: '2026-05-01T12:00:00Z',
+    ...over,
+  });
+
+  it('kiln task show: the triggers under the settings, with the webhook URL while the source trigger is on', () => {
+    const text = formatTaskDetails(task({}), 'http://kiln.example:8080');
+    expect(text.split('\n\n')[1].split('\n')).toEqual([
+      'source trigger  on: commit, pullrequest',
+      'branch          main',
+      'paths           include **; exclude docs/**',
+      'git poll        every 60s',
+      'webhook         POST http://kiln.example:8080/v1/tasks/web/hooks/{github|gitlab|gitea|bitbucket|generic}',
+      'webhook secret  set',
+      'base image      on: All',
+      'image poll      off (registry notifications only)',
+      'timers          t1      0 3 * * *  Europe/Paris  enabled',
+      '                weekly  0 4 * * 1  UTC           disabled',
+      '',
+    ]);
+    const off = task({ webhookSecretSet: false });
+    off.triggers = { ...off.triggers, source: { ...off.triggers.source, enabled: false, pollInterval: 0 }, baseImage: { enabled: false, type: 'Runtime', pollInterval: 300 }, timers: [] };
+    const lines = formatTaskDetails(off, 'http://kiln.example:8080').split('\n');
+    expect(lines).toEqual(expect.arrayContaining(['source trigger  off', 'git poll        off (webhooks only)', 'webhook secret  not set (webhooks are refused)', 'base image      off', 'image poll      every 300s', 'timers          -']));
+    expect(lines.some((l) => /^webhook +POST/.test(l))).toBe(false);
+  });
+
+  it('kiln task list: the triggers that are on', () => {
+    const lines = formatTasksTable([task({})]).split('\n');
+    expect(lines[1]).toBe('web   Enabled  acb.yaml  https://example.com/web.git#main  commit,pullrequest,baseImage,timers(1)  2026-05-01 12:00:00');
+  });
+
+  it('kiln task timer list, dependencies, dependents and kiln triggers events', () => {
+    expect(
+      formatTimersTable([
+        { name: 't1', schedule: '0 3 * * *', timezone: 'Europe/Paris', enabled: true, next: '2026-05-02T01:00:00.000Z' },
+        { name: 'weekly', schedule: '0 4 * * 1', timezone: 'UTC', enabled: false, next: null },
+      ]),
+    ).toBe(
+      'NAME    SCHEDULE   TIMEZONE      ENABLED  NEXT (UTC)\n' +
+        't1      0 3 * * *  Europe/Paris  yes      2026-05-02 01:00:00\n' +
+        'weekly  0 4 * * 1  UTC           no       -\n',
+    );
+    const digest = `sha256:${'a'.repeat(64)}`;
+    expect(
+      formatDependencies({
+        task: 'web',
+        baseImages: [
+          { image: '127.0.0.1:5000/base:1', kind: 'runtime', digest, runId: 'k7', recordedAt: '2026-05-01T12:00:00Z' },
+          { image: 'docker.io/library/golang:1.22', kind: 'buildtime', digest: '', runId: 'k7', recordedAt: '2026-05-01T12:00:00Z' },
+        ],
+        outputs: ['127.0.0.1:5000/web:k7'],
+      }),
+    ).toBe(
+      'IMAGE                          KIND       DIGEST                                                                   RUN\n' +
+        `127.0.0.1:5000/base:1          runtime    ${digest}  k7\n` +
+        'docker.io/library/golang:1.22  buildtime  -                                                                        k7\n' +
+        '\n' +
+        'OUTPUT\n' +
+        '127.0.0.1:5000/web:k7\n',
+    );
+    expect(formatDependentsTable({ image: '127.0.0.1:5000/base:1', dependents: [{ task: 'web', kind: 'runtime', digest, runId: 'k7', recordedAt: '2026-05-01T12:00:00Z' }] })).toBe(
+      `TASK  KIND     DIGEST${' '.repeat(digest.length - 'DIGEST'.length + 2)}RUN\nweb   runtime  ${digest}  k7\n`,
+    );
+    expect(
+      formatTriggerEventsTable([
+        { id: '2-0', at: '2026-05-01T12:00:05Z', source: 'webhook', task: 'web', action: 'started', runId: 'k8', reason: 'push to main', details: {} },
+        { id: '1-0', at: '2026-05-01T12:00:00Z', source: 'registry', action: 'ignored', reason: 'no task depends on it', details: {} },
+      ]),
+    ).toBe(
+      'AT (UTC)             SOURCE    TASK  ACTION   RUN  REASON\n' +
+        '2026-05-01 12:00:05  webhook   web   started  k8   push to main\n' +
+        '2026-05-01 12:00:00  registry  -     ignored  -    no task depends on it\n',
+    );
   });
 });

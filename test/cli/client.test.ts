@@ -6,7 +6,8 @@ import { KilnClient } from '../../src/cli/client/api';
 import type { RunDocument } from '../../src/domain/run-record';
 import { KilnError } from '../../src/errors';
 import type { SavedTask } from '../../src/runs/store';
-import { startHarness, startProxy, tempDir, waitFor, type Harness } from './client-harness';
+import type { TaskTriggers } from '../../src/domain/trigger';
+import { startHarness, startProxy, tempDir, TIMER_NEXT, waitFor, type Harness } from './client-harness';
 
 /**
  * The client commands end to end, in process, against the real API app over the real Redis
@@ -77,7 +78,7 @@ describe('kiln run --server', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('hello | oops\n');
     const doc = JSON.parse(r.stdout) as RunDocument;
-    expect(doc).toMatchObject({ runId, status: 'Failed', task: null, trigger: { kind: 'manual', detail: 'cli-admin' } });
+    expect(doc).toMatchObject({ runId, status: 'Failed', task: null, trigger: { type: 'Manual', by: 'cli-admin' } });
     expect(doc.steps.map((s) => [s.id, s.status, s.exitCode])).toEqual([
       ['hello', 'Failed', 1],
       ['world', 'Failed', 1],
@@ -314,8 +315,8 @@ describe('kiln runs', () => {
     expect(list.code).toBe(0);
     const rows = list.stdout.trimEnd().split('\n');
     expect(rows[0]).toMatch(/^RUN +STATUS +TASK +TRIGGER +CREATED \(UTC\) +DURATION$/);
-    expect(rows[1]).toMatch(new RegExp(`^${second} +Queued +- +manual +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +-$`));
-    expect(rows[2]).toMatch(new RegExp(`^${first} +Succeeded +- +manual +\\S+ \\S+ +\\d+\\.\\ds$`));
+    expect(rows[1]).toMatch(new RegExp(`^${second} +Queued +- +Manual +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +-$`));
+    expect(rows[2]).toMatch(new RegExp(`^${first} +Succeeded +- +Manual +\\S+ \\S+ +\\d+\\.\\ds$`));
     expect(list.stderr).toMatch(/^kiln: more runs: add --cursor \d+\n$/);
 
     const json = await h.kiln(['runs', 'list', '--status', 'Succeeded', '-o', 'json']);
@@ -371,7 +372,7 @@ describe('kiln task', () => {
 
     const list = await h.kiln(['task', 'list']);
     expect(list.stdout.split('\n')[0]).toMatch(/^NAME +STATUS +TASK +CONTEXT +TRIGGERS +UPDATED \(UTC\)$/);
-    expect(list.stdout.split('\n')[1]).toMatch(/^nightly +Enabled +\(inline\) +- +- +\d{4}-/);
+    expect(list.stdout.split('\n')[1]).toMatch(/^nightly +Enabled +\(inline\) +- +baseImage +\d{4}-/);
 
     const show = await h.kiln(['task', 'show', 'nightly']);
     expect(show.stdout).toContain('timeout      900s\n');
@@ -420,6 +421,210 @@ describe('kiln task', () => {
     const file = taskFile('steps:\n  - push: ["Bad:tag"]\n');
     const r = await h.kiln(['task', 'create', 'broken', '-f', file]);
     expect(r).toEqual({ code: 2, stdout: '', stderr: `${file}:2:12: steps[0].push[0]: invalid image reference "Bad:tag": repository name must be lowercase\n` });
+  });
+});
+
+describe('kiln task triggers', () => {
+  const CONTEXT = 'https://example.com/org/web.git#main';
+  const SECRET = 'webhook-secret-for-web-0123';
+  const saved = async (name: string): Promise<SavedTask> => JSON.parse((await h.kiln(['task', 'show', name, '-o', 'json'])).stdout) as SavedTask;
+
+  it('creates a task with trigger flags, shows them, and updates only what the flags name', async () => {
+    const create = await h.kiln(
+      ['task', 'create', 'web', '--context', CONTEXT, '--context-file', 'acb.yaml', '--pull-request-trigger-enabled', '--exclude-path', 'docs/**', '--webhook-secret', '--git-poll-interval', '60', '--base-image-trigger-type', 'All'],
+      { env: { KILN_WEBHOOK_SECRET: SECRET } },
+    );
+    expect(create).toEqual({ code: 0, stdout: 'task web saved\n', stderr: '' });
+    const created = await saved('web');
+    expect(created.triggers).toEqual({
+      source: { enabled: true, events: ['commit', 'pullrequest'], branch: 'main', paths: { include: ['**'], exclude: ['docs/**'] }, pollInterval: 60 },
+      baseImage: { enabled: true, type: 'All', pollInterval: 0 },
+      timers: [],
+    });
+    expect(created.webhookSecretSet).toBe(true);
+    expect(JSON.stringify(created)).not.toContain(SECRET);
+    expect(await h.store.tasks.webhookSecretOf('web')).toBe(SECRET);
+
+    const show = await h.kiln(['task', 'show', 'web']);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toContain(
+      [
+        'source trigger  on: commit, pullrequest',
+        'branch          main',
+        'paths           include **; exclude docs/**',
+        'git poll        every 60s',
+        `webhook         POST ${h.url}/v1/tasks/web/hooks/{github|gitlab|gitea|bitbucket|generic}`,
+        'webhook secret  set',
+        'base image      on: All',
+        'image poll      off (registry notifications only)',
+        'timers          -',
+      ].join('\n') + '\n',
+    );
+    expect(show.stdout).not.toContain(SECRET);
+
+    const update = await h.kiln(['task', 'update', 'web', '--commit-trigger-enabled', 'false', '--branch', 'release/*', '--base-image-poll-interval', '300']);
+    expect(update).toEqual({ code: 0, stdout: 'task web updated\n', stderr: '' });
+    const updated = await saved('web');
+    expect(updated.triggers).toEqual({
+      source: { enabled: true, events: ['pullrequest'], branch: 'release/*', paths: { include: ['**'], exclude: ['docs/**'] }, pollInterval: 60 },
+      baseImage: { enabled: true, type: 'All', pollInterval: 300 },
+      timers: [],
+    });
+    expect(updated.webhookSecretSet).toBe(true);
+    expect(await h.store.tasks.webhookSecretOf('web')).toBe(SECRET);
+
+    // An update without trigger flags keeps the triggers as they are.
+    expect((await h.kiln(['task', 'update', 'web', '--timeout', '600'])).code).toBe(0);
+    expect((await saved('web')).triggers).toEqual(updated.triggers);
+
+    // A new context: what was derived from the old one is derived again; the rest stays.
+    expect((await h.kiln(['task', 'update', 'web', '--context', 'https://example.com/org/web.git#dev:app', '--branch', 'dev'])).code).toBe(0);
+    expect((await saved('web')).triggers.source).toEqual({ enabled: true, events: ['pullrequest'], branch: 'dev', paths: { include: ['app/**'], exclude: ['docs/**'] }, pollInterval: 60 });
+
+    expect((await h.kiln(['task', 'update', 'web', '--pull-request-trigger-enabled=false', '--base-image-trigger-enabled', 'false'])).code).toBe(0);
+    const off = await h.kiln(['task', 'show', 'web']);
+    expect(off.stdout).toContain('source trigger  off\n');
+    expect(off.stdout).toContain('base image      off\n');
+    expect(off.stdout).not.toMatch(/^webhook +POST/m);
+    expect(JSON.parse((await h.kiln(['task', 'list', '-o', 'json'])).stdout)).toEqual([expect.objectContaining({ name: 'web' })]);
+    expect((await h.kiln(['task', 'list'])).stdout.split('\n')[1]).toMatch(/^web +Enabled +acb\.yaml +https:\/\/example\.com\/org\/web\.git#dev:app +- +\d{4}-/);
+    await h.kiln(['task', 'delete', 'web']);
+  });
+
+  it('exits 2 for trigger flags it cannot send, and for triggers the server refuses', async () => {
+    const file = taskFile();
+    const bool = await h.kiln(['task', 'create', 'bad', '-f', file, '--commit-trigger-enabled', 'yes']);
+    expect(bool.code).toBe(2);
+    expect(bool.stderr).toContain("error: option '--commit-trigger-enabled [bool]' argument 'yes' is invalid. must be true or false (or no value, for true)\n");
+    const secret = await h.kiln(['task', 'create', 'bad', '-f', file, '--webhook-secret', 'short']);
+    expect(secret).toEqual({ code: 2, stdout: '', stderr: 'kiln: the webhook secret must have 16 to 256 characters, not 5\n' });
+    // No git context: the server refuses a source trigger.
+    const refused = await h.kiln(['task', 'create', 'bad', '-f', file, '--commit-trigger-enabled']);
+    expect(refused).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `kiln: server ${h.url}: 400 Bad Request: triggers.source.enabled: a source trigger needs a git context (--context https://host/repo.git#branch)\n`,
+    });
+    expect((await h.kiln(['task', 'show', 'bad'])).code).toBe(1);
+  });
+
+  it('sets timers with --schedule, and adds, changes, lists and removes them with kiln task timer', async () => {
+    const file = taskFile();
+    const create = await h.kiln(['task', 'create', 'nightly-timers', '-f', file, '--schedule', '0 3 * * *', '--schedule', '30 * * * *', '--timezone', 'Europe/Paris']);
+    expect(create).toEqual({ code: 0, stdout: 'task nightly-timers saved\n', stderr: '' });
+    const timers = (): Promise<TaskTriggers['timers']> => saved('nightly-timers').then((t) => t.triggers.timers);
+    expect(await timers()).toEqual([
+      { name: 't1', schedule: '0 3 * * *', timezone: 'Europe/Paris', enabled: true },
+      { name: 't2', schedule: '30 * * * *', timezone: 'Europe/Paris', enabled: true },
+    ]);
+
+    const add = await h.kiln(['task', 'timer', 'add', 'nightly-timers', '--timer-name', 'weekly', '--schedule', '0 4 * * 1', '--disabled']);
+    expect(add).toEqual({ code: 0, stdout: 'timer weekly added to task nightly-timers\n', stderr: '' });
+    const again = await h.kiln(['task', 'timer', 'add', 'nightly-timers', '--timer-name', 'weekly', '--schedule', '0 5 * * 1']);
+    expect(again).toEqual({ code: 1, stdout: '', stderr: 'kiln: task nightly-timers already has a timer weekly (change it with kiln task timer update)\n' });
+
+    const change = await h.kiln(['task', 'timer', 'update', 'nightly-timers', '--timer-name', 't1', '--schedule', '15 3 * * *', '-o', 'json']);
+    expect(change.code).toBe(0);
+    expect(JSON.parse(change.stdout)).toEqual({ name: 't1', schedule: '15 3 * * *', timezone: 'Europe/Paris', enabled: true });
+    const missing = await h.kiln(['task', 'timer', 'update', 'nightly-timers', '--timer-name', 'nope', '--enabled']);
+    expect(missing).toEqual({ code: 1, stdout: '', stderr: 'kiln: task nightly-timers has no timer nope (add it with kiln task timer add)\n' });
+    const badCron = await h.kiln(['task', 'timer', 'update', 'nightly-timers', '--timer-name', 't2', '--schedule', 'not a cron']);
+    expect(badCron.code).toBe(2);
+    expect(badCron.stderr).toMatch(new RegExp(`^kiln: server ${h.url}: 400 Bad Request: timer t2: .+\n$`));
+
+    // --schedule on an update sets t1 and keeps the rest, weekly's `enabled` included.
+    expect((await h.kiln(['task', 'update', 'nightly-timers', '--schedule', '0 2 * * *'])).code).toBe(0);
+    const list = await h.kiln(['task', 'timer', 'list', 'nightly-timers']);
+    expect(list).toEqual({
+      code: 0,
+      stdout:
+        'NAME    SCHEDULE    TIMEZONE      ENABLED  NEXT (UTC)\n' +
+        `t1      0 2 * * *   Europe/Paris  yes      ${TIMER_NEXT.slice(0, 19).replace('T', ' ')}\n` +
+        `t2      30 * * * *  Europe/Paris  yes      ${TIMER_NEXT.slice(0, 19).replace('T', ' ')}\n` +
+        'weekly  0 4 * * 1   UTC           no       -\n',
+      stderr: '',
+    });
+    expect(JSON.parse((await h.kiln(['task', 'timer', 'list', 'nightly-timers', '-o', 'json'])).stdout)).toEqual({
+      items: [
+        { name: 't1', schedule: '0 2 * * *', timezone: 'Europe/Paris', enabled: true, next: TIMER_NEXT },
+        { name: 't2', schedule: '30 * * * *', timezone: 'Europe/Paris', enabled: true, next: TIMER_NEXT },
+        { name: 'weekly', schedule: '0 4 * * 1', timezone: 'UTC', enabled: false, next: null },
+      ],
+    });
+
+    expect(await h.kiln(['task', 'timer', 'remove', 'nightly-timers', '--timer-name', 't2'])).toEqual({ code: 0, stdout: 'timer t2 removed from task nightly-timers\n', stderr: '' });
+    expect(await h.kiln(['task', 'timer', 'remove', 'nightly-timers', '--timer-name', 't2'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `kiln: server ${h.url}: 404 Not Found: task nightly-timers has no timer t2\n`,
+    });
+    expect((await timers()).map((t) => t.name)).toEqual(['t1', 'weekly']);
+    await h.kiln(['task', 'delete', 'nightly-timers']);
+  });
+
+  it('shows what a task builds from and pushes, and which tasks build from an image', async () => {
+    expect((await h.kiln(['task', 'create', 'app', '-f', taskFile()])).code).toBe(0);
+    const digest = `sha256:${'b'.repeat(64)}`;
+    const image = (repository: string, tag: string, d = ''): { registry: string; repository: string; tag: string; digest: string; reference: string } => ({
+      registry: '127.0.0.1:5000',
+      repository,
+      tag,
+      digest: d,
+      reference: `127.0.0.1:5000/${repository}:${tag}`,
+    });
+    await h.triggers.dependencies.record('app', 'k42', [{ image: image('app', 'k42'), 'runtime-dependency': image('base', '1', digest), 'buildtime-dependency': [image('builder', '2')] }], new Date());
+
+    const deps = await h.kiln(['task', 'dependencies', 'app']);
+    expect(deps.code).toBe(0);
+    expect(deps.stdout.split('\n')).toEqual([
+      expect.stringMatching(/^IMAGE +KIND +DIGEST +RUN$/),
+      expect.stringMatching(new RegExp(`^127\\.0\\.0\\.1:5000/base:1 +runtime +${digest} +k42$`)),
+      expect.stringMatching(/^127\.0\.0\.1:5000\/builder:2 +buildtime +- +k42$/),
+      '',
+      'OUTPUT',
+      '127.0.0.1:5000/app:k42',
+      '',
+    ]);
+    const json = JSON.parse((await h.kiln(['task', 'dependencies', 'app', '-o', 'json'])).stdout) as { task: string; outputs: string[] };
+    expect(json).toMatchObject({ task: 'app', outputs: ['127.0.0.1:5000/app:k42'] });
+
+    const dependents = await h.kiln(['task', 'dependents', '--image', '127.0.0.1:5000/base:1']);
+    expect(dependents.code).toBe(0);
+    expect(dependents.stdout).toMatch(new RegExp(`^TASK +KIND +DIGEST +RUN\napp +runtime +${digest} +k42\n$`));
+    expect(JSON.parse((await h.kiln(['task', 'dependents', '--image', '127.0.0.1:5000/base:1', '-o', 'json'])).stdout)).toMatchObject({
+      image: '127.0.0.1:5000/base:1',
+      dependents: [{ task: 'app', kind: 'runtime', digest, runId: 'k42' }],
+    });
+    expect(await h.kiln(['task', 'dependencies', 'nope'])).toEqual({ code: 1, stdout: '', stderr: `kiln: server ${h.url}: 404 Not Found: no task nope\n` });
+    await h.kiln(['task', 'delete', 'app']);
+  });
+
+  it('lists the trigger decisions, filtered, a page at a time', async () => {
+    await h.triggers.decisions.append({ source: 'webhook', task: 'events-web', action: 'ignored', reason: 'branch feature/x does not match main', details: { provider: 'github' } });
+    await h.triggers.decisions.append({ source: 'timer', task: 'events-web', action: 'started', runId: 'k9', reason: 'timer t1', details: {} });
+    await h.triggers.decisions.append({ source: 'registry', action: 'ignored', reason: 'no task depends on it', details: {} });
+
+    const all = await h.kiln(['triggers', 'events', '--task', 'events-web']);
+    expect(all.code).toBe(0);
+    const rows = all.stdout.trimEnd().split('\n');
+    expect(rows[0]).toMatch(/^AT \(UTC\) +SOURCE +TASK +ACTION +RUN +REASON$/);
+    expect(rows.slice(1)).toEqual([
+      expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +timer +events-web +started +k9 +timer t1$/),
+      expect.stringMatching(/ +webhook +events-web +ignored +- +branch feature\/x does not match main$/),
+    ]);
+
+    const page = await h.kiln(['triggers', 'events', '--task', 'events-web', '--limit', '1']);
+    expect(page.stdout.trimEnd().split('\n')).toHaveLength(2);
+    const cursor = /^kiln: more events: add --cursor (\S+)\n$/.exec(page.stderr)?.[1];
+    expect(cursor).toBeDefined();
+    const next = JSON.parse((await h.kiln(['triggers', 'events', '--task', 'events-web', '--cursor', String(cursor), '-o', 'json'])).stdout) as { items: { reason: string }[] };
+    expect(next.items.map((e) => e.reason)).toEqual(['branch feature/x does not match main']);
+
+    const filtered = JSON.parse((await h.kiln(['triggers', 'events', '--source', 'registry', '--action', 'ignored', '-o', 'json'])).stdout) as { items: { source: string }[] };
+    expect(filtered.items.map((e) => e.source)).toEqual(['registry']);
+    const bad = await h.kiln(['triggers', 'events', '--source', 'github']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("error: option '--source <source>' argument 'github' is invalid. Allowed choices are webhook, registry, poll, timer.");
   });
 });
 

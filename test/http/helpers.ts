@@ -8,7 +8,11 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { createApp, type AppDeps } from '../../src/http/app';
 import { createMetrics } from '../../src/http/metrics';
+import { TriggerScheduler } from '../../src/queue';
 import { RedisStore } from '../../src/runs/redis-store';
+import { RedisPollMemory } from '../../src/triggers/poll-memory';
+import { RedisTriggerStore } from '../../src/triggers/redis-store';
+import { TriggerService, type TriggerServiceDeps } from '../../src/triggers/service';
 import type { Role, RunQueue } from '../../src/runs/store';
 import { sink } from '../helpers/streams';
 
@@ -51,6 +55,40 @@ export class RecordingQueue implements RunQueue {
   }
 }
 
+/** The triggers of a harness: the real trigger store and BullMQ scheduler under its prefix. */
+export interface TriggerParts {
+  store: RedisTriggerStore;
+  scheduler: TriggerScheduler;
+  service: TriggerService;
+  deps: Required<Pick<AppDeps, 'triggers'>>;
+}
+
+/**
+ * Triggers for `startApi`'s `deps`: registry digests and git branches come from `remote` (the
+ * registry and git remotes are tested for real in test/integration/triggers.test.ts).
+ */
+export function makeTriggers(
+  store: RedisStore,
+  queue: RunQueue,
+  { redis, prefix }: { redis: Redis; prefix: string },
+  remote: Pick<TriggerServiceDeps, 'manifestDigest' | 'listBranches'> = { manifestDigest: async () => undefined, listBranches: async () => ({ head: null, branches: new Map() }) },
+): TriggerParts {
+  const triggers = new RedisTriggerStore({ redis, prefix });
+  const scheduler = new TriggerScheduler({ connection: redis, prefix });
+  const service = new TriggerService({
+    tasks: store.tasks,
+    submit: { runs: store, queue, tasks: store.tasks, defaults: { registry: '127.0.0.1:5000', queueTtl: 600 } },
+    dependencies: triggers.dependencies,
+    once: triggers.once,
+    decisions: triggers.decisions,
+    ...remote,
+    timers: scheduler,
+    polled: new RedisPollMemory(redis, prefix),
+    logger: pino({ level: 'silent' }),
+  });
+  return { store: triggers, scheduler, service, deps: { triggers: { service, dependencies: triggers.dependencies, decisions: triggers.decisions } } };
+}
+
 export interface Harness {
   url: string;
   redis: Redis;
@@ -80,7 +118,7 @@ export interface HarnessOptions {
   overrides?: Partial<AppDeps>;
   uploadCapBytes?: number;
   /** Build deps from the store (for swapping one part for a broken one). */
-  deps?: (store: RedisStore, queue: RecordingQueue) => Partial<AppDeps>;
+  deps?: (store: RedisStore, queue: RecordingQueue, redis: { redis: Redis; prefix: string }) => Partial<AppDeps>;
 }
 
 export async function startApi(name: string, options: HarnessOptions = {}): Promise<Harness> {
@@ -102,7 +140,7 @@ export async function startApi(name: string, options: HarnessOptions = {}): Prom
     logger: pino({ level: 'info' }, log.stream),
     metrics: createMetrics(),
     heartbeatMs: 1000,
-    ...options.deps?.(store, queue),
+    ...options.deps?.(store, queue, { redis, prefix }),
     ...options.overrides,
   };
   const app = createApp(deps);

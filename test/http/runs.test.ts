@@ -26,7 +26,7 @@ describe('POST /v1/runs', () => {
     expect(res.headers.get('location')).toBe(`/v1/runs/${body.runId}`);
 
     const stored = await api.store.get(body.runId);
-    expect(stored).toMatchObject({ runId: body.runId, status: 'Queued', trigger: { kind: 'manual', detail: 'test-runner' }, platform: 'linux/amd64', pool: 'default' });
+    expect(stored).toMatchObject({ runId: body.runId, status: 'Queued', trigger: { type: 'Manual', by: 'test-runner' }, platform: 'linux/amd64', pool: 'default' });
     expect(api.queue.enqueued.slice(before)).toEqual([{ runId: body.runId, target: { platform: 'linux/amd64', pool: 'default' } }]);
 
     const claim = await api.store.claim(body.runId, 'test-worker');
@@ -255,9 +255,9 @@ describe('GET /v1/runs', () => {
     await api.request('POST', `/v1/runs/${ids[1]}/cancel`, { role: 'runner' });
     const canceled = await (await api.request('GET', '/v1/runs?status=Canceled', { role: 'reader' })).json() as { items: { runId: string }[] };
     expect(canceled.items.map((r) => r.runId)).toEqual([ids[1]]);
-    const manual = await (await api.request('GET', '/v1/runs?trigger=manual&limit=500', { role: 'reader' })).json() as { items: unknown[] };
+    const manual = await (await api.request('GET', '/v1/runs?trigger=Manual&limit=500', { role: 'reader' })).json() as { items: unknown[] };
     expect(manual.items).toHaveLength(5);
-    const timer = await (await api.request('GET', '/v1/runs?trigger=timer', { role: 'reader' })).json() as { items: unknown[] };
+    const timer = await (await api.request('GET', '/v1/runs?trigger=Timer', { role: 'reader' })).json() as { items: unknown[] };
     expect(timer.items).toHaveLength(0);
     const future = await (await api.request('GET', `/v1/runs?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`, { role: 'reader' })).json() as { items: unknown[] };
     expect(future.items).toHaveLength(0);

@@ -7,7 +7,7 @@ import { createApp, registeredRoutes } from '../../src/http/app';
 import { createMetrics } from '../../src/http/metrics';
 import { BODY_SCHEMAS } from '../../src/http/schemas';
 import type { Role } from '../../src/runs/store';
-import { RecordingQueue, startApi, VALID_TASK, type Harness } from './helpers';
+import { makeTriggers, RecordingQueue, startApi, VALID_TASK, type Harness, type TriggerParts } from './helpers';
 
 const OPENAPI = parse(readFileSync(join(__dirname, '..', '..', 'schemas', 'openapi.yaml'), 'utf8')) as {
   openapi: string;
@@ -27,9 +27,16 @@ function documented(): { method: string; path: string; role?: Role; open: boolea
 describe('schemas/openapi.yaml', () => {
   let api: Harness;
   let app: Express;
+  let triggers: TriggerParts;
   beforeAll(async () => {
-    api = await startApi('service');
+    api = await startApi('service', {
+      deps: (store, queue, redis) => {
+        triggers = makeTriggers(store, queue, redis);
+        return triggers.deps;
+      },
+    });
     app = createApp({
+      ...triggers.deps,
       runs: api.store,
       logs: api.store.logs,
       tasks: api.store.tasks,
@@ -43,6 +50,7 @@ describe('schemas/openapi.yaml', () => {
     });
   });
   afterAll(async () => {
+    await triggers.scheduler.close();
     await api.close();
   });
 

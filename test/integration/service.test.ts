@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
@@ -8,7 +7,7 @@ import pino from 'pino';
 import { startService } from '../../src/bin/service';
 import type { RunningService, ServiceOptions } from '../../src/cli/serve';
 import type { RunDocument } from '../../src/domain/run-record';
-import { docker, kiln, REGISTRY, requireServices } from './helpers';
+import { docker, freePort, kiln, REGISTRY, requireServices } from './helpers';
 
 /**
  * The service as `kiln serve` assembles it (src/bin/service.ts), on the real Redis, Docker Engine
@@ -37,6 +36,7 @@ function options(redisUrl: string, parts: { api: boolean; worker: boolean }, dat
     adminToken: ADMIN,
     dockerSocket: false,
     allowPrivateSources: true,
+    pollTick: 5,
   };
 }
 
@@ -69,16 +69,6 @@ async function waitFinal(url: string, runId: string, ms: number): Promise<RunDoc
     if (Date.now() > until) throw new Error(`run ${runId} still ${body.status} after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 beforeAll(async () => {

@@ -115,7 +115,7 @@ export class Service {
       fileName: 'acb.yaml',
       timeout: 600,
       source: { kind: 'none' },
-      trigger: { kind: 'manual' },
+      trigger: { type: 'Manual' },
       platform: PLATFORM,
       pool: 'default',
       queueTtl: 3600,

@@ -5,6 +5,7 @@ import { LABEL_OWNER, LABEL_RUN } from '../../src/backend/types';
 import { isFinalRunStatus } from '../../src/domain/status';
 import type { RunDocument } from '../../src/domain/run-record';
 import { reconcile } from '../../src/runs/reconcile';
+import { normalizeTriggers } from '../../src/triggers/settings';
 import { docker, leftovers } from '../helpers/docker';
 import { PLATFORM, REDIS_URL, Service, sleep } from './helpers';
 
@@ -235,7 +236,7 @@ it('ends a run that waited past its queue TTL Expired, without running it', asyn
 
 it('runs one run of a task limited to 1 at a time; the others wait Queued', async () => {
   const text = sleeper(1);
-  await service.store.tasks.put({ name: 'one-at-a-time', task: text, platform: PLATFORM, pool: 'default', timeout: 600, status: 'Enabled', concurrency: 1, triggers: {} });
+  await service.store.tasks.put({ name: 'one-at-a-time', task: text, platform: PLATFORM, pool: 'default', timeout: 600, status: 'Enabled', concurrency: 1, triggers: normalizeTriggers(undefined, undefined).triggers });
   const worker = await service.worker({ concurrency: 3, slotRetryMs: 300 });
   try {
     const runs = await Promise.all([1, 2, 3].map(() => service.submit(text, { taskName: 'one-at-a-time' })));

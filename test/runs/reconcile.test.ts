@@ -22,7 +22,7 @@ function doc(runId: string, status: RunStatus, options: { ageSeconds?: number; a
     outputImages: [],
     dependencies: [],
     task: null,
-    trigger: { kind: 'manual' },
+    trigger: { type: 'Manual' },
     platform: 'linux/amd64',
     pool: 'default',
     attempt: options.attempt ?? 0,

@@ -4,6 +4,7 @@ import type { RunRequest, RunSecrets } from '../../src/domain/run-record';
 import type { RunResult } from '../../src/domain/run-result';
 import { RedisStore } from '../../src/runs/redis-store';
 import type { Claim } from '../../src/runs/store';
+import { normalizeTriggers } from '../../src/triggers/settings';
 
 /** The store against the real Redis that scripts/services.sh starts, under a prefix of its own. */
 
@@ -13,6 +14,8 @@ const secretKey = randomBytes(32);
 let store: RedisStore;
 
 const SECRET = 's3cr3t-Value-XYZ123';
+const HOOK_SECRET = 'hook-s3cret-Value-0987';
+const NO_TRIGGERS = normalizeTriggers(undefined, undefined).triggers;
 
 function request(overrides: Partial<RunRequest> = {}): RunRequest {
   return {
@@ -20,7 +23,7 @@ function request(overrides: Partial<RunRequest> = {}): RunRequest {
     fileName: 'acb.yaml',
     timeout: 600,
     source: { kind: 'none' },
-    trigger: { kind: 'manual' },
+    trigger: { type: 'Manual' },
     platform: 'linux/amd64',
     pool: 'default',
     queueTtl: 3600,
@@ -70,7 +73,7 @@ describe('runs', () => {
     expect(a.runId).toMatch(/^k[a-z]{2}\d+$/);
     expect(b.runId.slice(0, 3)).toBe(a.runId.slice(0, 3));
     expect(Number(b.runId.slice(3))).toBe(Number(a.runId.slice(3)) + 1);
-    expect(a).toMatchObject({ status: 'Queued', startedAt: null, finishedAt: null, steps: [], attempt: 0, worker: null, task: null, trigger: { kind: 'manual' } });
+    expect(a).toMatchObject({ status: 'Queued', startedAt: null, finishedAt: null, steps: [], attempt: 0, worker: null, task: null, trigger: { type: 'Manual' } });
     expect(await store.get(b.runId)).toEqual(b);
     expect(b.task).toBe('app');
     expect(await store.get('k999999999')).toBeUndefined();
@@ -134,7 +137,7 @@ describe('runs', () => {
   it('lists newest first, in pages, by status, task, trigger and time; counts by status; knows the unfinished', async () => {
     const own = `t${Date.now().toString(36)}`;
     const made = [];
-    for (let i = 0; i < 7; i++) made.push(await store.create(request({ taskName: own, trigger: { kind: i % 2 ? 'timer' : 'manual' } }), secrets));
+    for (let i = 0; i < 7; i++) made.push(await store.create(request({ taskName: own, trigger: i % 2 ? { type: 'Timer', timer: 'nightly', schedule: '0 3 * * *', timezone: 'UTC', scheduledFor: '2026-11-27T03:00:00.000Z' } : { type: 'Manual' } }), secrets));
     const ids = made.map((r) => r.runId).reverse();
     const page1 = await store.list({ task: own, limit: 3 });
     expect(page1.items.map((r) => r.runId)).toEqual(ids.slice(0, 3));
@@ -142,9 +145,9 @@ describe('runs', () => {
     const page3 = await store.list({ task: own, limit: 3, cursor: page2.next });
     expect([...page2.items, ...page3.items].map((r) => r.runId)).toEqual(ids.slice(3));
     expect(page3.next).toBeUndefined();
-    const timers = made.filter((r) => r.trigger.kind === 'timer').map((r) => r.runId).reverse();
+    const timers = made.filter((r) => r.trigger.type === 'Timer').map((r) => r.runId).reverse();
     expect(timers).toHaveLength(3);
-    expect((await store.list({ task: own, trigger: 'timer' })).items.map((r) => r.runId)).toEqual(timers);
+    expect((await store.list({ task: own, trigger: 'Timer' })).items.map((r) => r.runId)).toEqual(timers);
     await store.cancel(made[0].runId);
     expect((await store.list({ task: own, status: 'Canceled' })).items.map((r) => r.runId)).toEqual([made[0].runId]);
     expect((await store.list({ status: 'Canceled', limit: 500 })).items.map((r) => r.runId)).toContain(made[0].runId);
@@ -160,7 +163,7 @@ describe('runs', () => {
 
   it('keeps secrets sealed: no key or value under the prefix holds them in clear', async () => {
     await store.create(request(), secrets);
-    await store.tasks.put({ name: 'sealed', task: 'steps: []', platform: 'linux/amd64', pool: 'default', timeout: 60, status: 'Enabled', concurrency: 0, triggers: {} }, { token: SECRET }, secrets.credentials);
+    await store.tasks.put({ name: 'sealed', task: 'steps: []', platform: 'linux/amd64', pool: 'default', timeout: 60, status: 'Enabled', concurrency: 0, triggers: NO_TRIGGERS }, { secrets: { token: SECRET }, credentials: secrets.credentials, webhookSecret: HOOK_SECRET });
     const dump: string[] = [];
     for (const key of await redis.keys(`${prefix}:*`)) {
       const type = await redis.type(key);
@@ -168,6 +171,7 @@ describe('runs', () => {
       else if (type === 'string') dump.push((await redis.get(key)) ?? '');
     }
     expect(dump.join('\n')).not.toContain(SECRET);
+    expect(dump.join('\n')).not.toContain(HOOK_SECRET);
     expect(dump.join('\n')).not.toContain(Buffer.from(SECRET).toString('base64'));
   });
 });
@@ -222,13 +226,15 @@ describe('logs', () => {
 
 describe('tasks and tokens', () => {
   it('saved tasks keep secrets write-only and keep them across updates that leave them out', async () => {
-    const base = { name: 'web', task: 'steps: []', platform: 'linux/amd64', pool: 'default', timeout: 60, status: 'Enabled' as const, concurrency: 0, triggers: {} };
-    const saved = await store.tasks.put(base, { token: SECRET }, secrets.credentials);
-    expect(saved).toMatchObject({ name: 'web', secretIds: ['token'], credentialRegistries: ['127.0.0.1:5000'] });
+    const base = { name: 'web', task: 'steps: []', platform: 'linux/amd64', pool: 'default', timeout: 60, status: 'Enabled' as const, concurrency: 0, triggers: NO_TRIGGERS };
+    const saved = await store.tasks.put(base, { secrets: { token: SECRET }, credentials: secrets.credentials, webhookSecret: HOOK_SECRET });
+    expect(saved).toMatchObject({ name: 'web', secretIds: ['token'], credentialRegistries: ['127.0.0.1:5000'], webhookSecretSet: true });
     expect(JSON.stringify(await store.tasks.get('web'))).not.toContain(SECRET);
     const updated = await store.tasks.put({ ...base, timeout: 120 });
     expect(updated).toMatchObject({ timeout: 120, secretIds: ['token'], createdAt: saved.createdAt });
     expect(await store.tasks.secretsOf('web')).toEqual(secrets);
+    expect(await store.tasks.webhookSecretOf('web')).toBe(HOOK_SECRET);
+    expect(JSON.stringify(await store.tasks.get('web'))).not.toContain(HOOK_SECRET);
     expect((await store.tasks.list()).map((t) => t.name)).toContain('web');
     expect(await store.tasks.delete('web')).toBe(true);
     expect(await store.tasks.get('web')).toBeUndefined();
@@ -236,8 +242,8 @@ describe('tasks and tokens', () => {
   });
 
   it('create is atomic: of two creates of one name at once, exactly one wins, and it keeps its secrets', async () => {
-    const task = (timeout: number) => ({ name: 'race', task: 'steps: []', platform: 'linux/amd64', pool: 'default', timeout, status: 'Enabled' as const, concurrency: 0, triggers: {} });
-    const [a, b] = await Promise.all([store.tasks.create(task(1), { token: 'first' }), store.tasks.create(task(2), { token: 'second' })]);
+    const task = (timeout: number) => ({ name: 'race', task: 'steps: []', platform: 'linux/amd64', pool: 'default', timeout, status: 'Enabled' as const, concurrency: 0, triggers: NO_TRIGGERS });
+    const [a, b] = await Promise.all([store.tasks.create(task(1), { secrets: { token: 'first' } }), store.tasks.create(task(2), { secrets: { token: 'second' } })]);
     expect([a, b].filter((t) => t !== undefined)).toHaveLength(1);
     const winner = (a ?? b) as NonNullable<typeof a>;
     expect(await store.tasks.get('race')).toEqual(winner);

@@ -16,6 +16,7 @@ import { docker, leftovers } from '../helpers/docker';
 import { startApi, type Harness } from '../http/helpers';
 import { makeTar } from '../source/helpers/files';
 import { serveHttp, type LocalServer } from '../source/helpers/servers';
+import { deleteKeys } from '../helpers/redis';
 
 /**
  * executeClaimedRun on the real Redis store and Docker Engine: what an attempt records (or does
@@ -42,12 +43,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await store.close();
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+  await deleteKeys(redis, prefix);
   await redis.quit();
   rmSync(uploadsDir, { recursive: true, force: true });
 });
@@ -58,7 +54,7 @@ function request(taskText: string, overrides: Partial<RunRequest> = {}): RunRequ
     fileName: 'acb.yaml',
     timeout: 600,
     source: { kind: 'none' },
-    trigger: { kind: 'manual' },
+    trigger: { type: 'Manual' },
     platform: 'linux/amd64',
     pool: 'default',
     queueTtl: 3600,

@@ -4,6 +4,9 @@ import type { LogEntry, RunDocument } from '../../domain/run-record';
 import type { RunStatus } from '../../domain/status';
 import { coerceError } from '../../errors';
 import type { Role, RunFilter, RunPage, SavedTask, TokenInfo } from '../../runs/store';
+import type { TimerTrigger } from '../../domain/trigger';
+import type { TimerRequestBody } from '../../http/schemas';
+import type { BaseImageDependency, TriggerEvent, TriggerEventFilter } from '../../triggers/store';
 import { encodeMultipart, type FilePart, type Part } from './multipart';
 import { sseEvents } from './sse';
 import type { RunRequestBody, TaskBody, TaskRunRequestBody } from '../../http';
@@ -98,6 +101,30 @@ export type { TaskBody };
 
 /** `POST /v1/tasks/{name}/runs`. */
 export type TaskRunOverrides = TaskRunRequestBody;
+
+/** `GET /v1/tasks/{name}/timers`: a timer with its next tick (null when disabled or unknown). */
+export interface TimerInfo extends TimerTrigger {
+  next: string | null;
+}
+
+/** `GET /v1/tasks/{name}/dependencies`: the base images its last recorded run built from, and what it pushed. */
+export interface TaskDependencies {
+  task: string;
+  baseImages: Omit<BaseImageDependency, 'task'>[];
+  outputs: string[];
+}
+
+/** `GET /v1/dependencies?image=REF`: the tasks that build from an image (canonical reference). */
+export interface ImageDependents {
+  image: string;
+  dependents: Omit<BaseImageDependency, 'image'>[];
+}
+
+/** `GET /v1/triggers/events`: the decision log, newest first. */
+export interface TriggerEventPage {
+  items: TriggerEvent[];
+  next?: string;
+}
 
 export interface CreatedToken extends TokenInfo {
   /** Shown once: the server keeps only its hash. */
@@ -273,6 +300,38 @@ export class KilnClient {
   /** Runs a saved task; `upload` replaces its context with a local one. */
   runTask(name: string, overrides: TaskRunOverrides, upload?: ContextUpload): Promise<Accepted> {
     return this.json('POST', `/v1/tasks/${encodeURIComponent(name)}/runs`, withBody({ ...overrides }, upload));
+  }
+
+  listTimers(task: string): Promise<{ items: TimerInfo[] }> {
+    return this.json('GET', `/v1/tasks/${encodeURIComponent(task)}/timers`, {});
+  }
+
+  /** `PUT /v1/tasks/{name}/timers/{timer}`: the timer as saved; `created` when the server added it (201). */
+  async setTimer(task: string, timer: string, body: TimerRequestBody): Promise<{ timer: TimerTrigger; created: boolean }> {
+    const path = `/v1/tasks/${encodeURIComponent(task)}/timers/${encodeURIComponent(timer)}`;
+    const response = await this.request('PUT', path, { accept: 'application/json', json: body });
+    const text = await response.text();
+    try {
+      return { timer: JSON.parse(text) as TimerTrigger, created: response.status === 201 };
+    } catch {
+      throw new ApiError(this.server, response.status, { title: 'not JSON', detail: `the answer to PUT ${path} is not JSON: ${text.slice(0, 200)}` });
+    }
+  }
+
+  async deleteTimer(task: string, timer: string): Promise<void> {
+    await this.request('DELETE', `/v1/tasks/${encodeURIComponent(task)}/timers/${encodeURIComponent(timer)}`, {});
+  }
+
+  taskDependencies(task: string): Promise<TaskDependencies> {
+    return this.json('GET', `/v1/tasks/${encodeURIComponent(task)}/dependencies`, {});
+  }
+
+  dependents(image: string): Promise<ImageDependents> {
+    return this.json('GET', '/v1/dependencies', { query: { image } });
+  }
+
+  triggerEvents(filter: TriggerEventFilter): Promise<TriggerEventPage> {
+    return this.json('GET', '/v1/triggers/events', { query: { ...filter } });
   }
 
   createToken(name: string, role: Role): Promise<CreatedToken> {

@@ -2,20 +2,35 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { load as loadYaml } from 'js-yaml';
-import { TRIGGER_KINDS } from '../../domain/run-record';
+import { SOURCE_EVENTS, TRIGGER_TYPES, type SourceEventKind, type TaskTriggers } from '../../domain/trigger';
 import { RUN_STATUSES } from '../../domain/status';
 import { formatDiagnostic, KilnError } from '../../errors';
+import { parseContext } from '../../plan';
 import { parseCredsFlags } from '../../runs/logins';
 import { ROLES, type RunFilter, type SavedTask } from '../../runs/store';
 import { parseSetFlags, readValuesFile } from '../../task';
+import { TRIGGER_ACTIONS, TRIGGER_EVENT_SOURCES, type TriggerEventFilter } from '../../triggers/store';
+import type { TriggersInput } from '../../triggers/settings';
 import type { TaskBody } from './api';
-import { EXIT_BAD_INPUT, clientOptions, makeClient, reportingErrors, writeJson, type ClientDeps, type ServerFlags } from './common';
-import { makeLinePrinter, formatRunDetails, formatRunsTable, formatTaskDetails, formatTasksTable, formatTokensTable } from './format';
+import { EXIT_BAD_INPUT, EXIT_FAILED, clientOptions, makeClient, reportingErrors, writeJson, type ClientDeps, type ServerFlags } from './common';
+import {
+  makeLinePrinter,
+  formatDependencies,
+  formatDependentsTable,
+  formatRunDetails,
+  formatRunsTable,
+  formatTaskDetails,
+  formatTasksTable,
+  formatTimersTable,
+  formatTokensTable,
+  formatTriggerEventsTable,
+} from './format';
 import { afterAccepted, contextOf, submitting } from './remote-run';
 
 /**
- * The commands that only talk to a Kiln server: `kiln task ...` (saved tasks), `kiln runs ...`
- * (the run list, one run, its log, cancel) and `kiln token ...` (API tokens, for admins).
+ * The commands that only talk to a Kiln server: `kiln task ...` (saved tasks, their timers and
+ * dependencies), `kiln runs ...` (the run list, one run, its log, cancel), `kiln triggers events`
+ * (what the triggers decided) and `kiln token ...` (API tokens, for admins).
  */
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -28,6 +43,20 @@ function wholeNumber(min: number, max: number): (value: string) => number {
   };
 }
 
+/** `[bool]` options: no value is true; otherwise `true` or `false`. */
+export function parseBool(value: string): boolean {
+  if (/^true$/i.test(value)) return true;
+  if (/^false$/i.test(value)) return false;
+  throw new InvalidArgumentError('must be true or false (or no value, for true)');
+}
+
+/** A poll interval as the API takes it: 0 (off) or 2 to 86400 seconds. */
+function pollSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n === 1 || n > 86_400) throw new InvalidArgumentError('must be 0 (off) or 2 to 86400 seconds');
+  return n;
+}
+
 function isoTime(value: string): string {
   const time = Date.parse(value);
   if (Number.isNaN(time)) throw new InvalidArgumentError('must be an ISO 8601 time, e.g. 2026-05-01T12:00:00Z');
@@ -37,12 +66,13 @@ function isoTime(value: string): string {
 export function registerClientCommands(program: Command, deps: ClientDeps): void {
   registerTaskCommands(program, deps);
   registerRunsCommands(program, deps);
+  registerTriggersCommands(program, deps);
   registerTokenCommands(program, deps);
 }
 
 // Saved tasks
 
-interface TaskFlags extends ServerFlags {
+interface TaskFlags extends ServerFlags, TriggerFlags {
   file?: string;
   contextFile?: string;
   context?: string;
@@ -59,7 +89,8 @@ interface TaskFlags extends ServerFlags {
   triggers?: string;
 }
 
-function taskSettings(cmd: Command): Command {
+/** The settings flags of `kiln task create` and `kiln task update`. */
+export function taskSettings(cmd: Command): Command {
   return cmd
     .option('-f, --file <file>', 'a local task file (acb.yaml), saved with the task')
     .option('--context-file <path>', 'instead of -f: the task file inside the context, read at each run')
@@ -74,13 +105,162 @@ function taskSettings(cmd: Command): Command {
     .option('--concurrency <n>', 'runs of this task at once (0: no limit)', wholeNumber(0, 1000))
     .option('--enabled', 'runs on its triggers')
     .option('--disabled', 'does not run on its triggers (still runs with `kiln task run`)')
-    .option('--triggers <file>', 'a YAML or JSON file with the triggers: {source, baseImage, timers}');
+    .option('--triggers <file>', 'a YAML or JSON file with the triggers: {source, baseImage, timers} (the flags below change what it says)')
+    .option('--commit-trigger-enabled [bool]', 'run on pushes to the context repository (true/false; no value: true)', parseBool)
+    .option('--pull-request-trigger-enabled [bool]', 'run on pull requests to it (true/false; no value: true)', parseBool)
+    .option('--branch <glob>', 'the branches whose pushes and pull requests start runs, e.g. main or release/* (default: the context\'s branch, or every branch)')
+    .option('--include-path <glob>', 'run only for changes to these paths (repeatable; replaces the list)', collect, [])
+    .option('--exclude-path <glob>', 'not for changes only to these paths (repeatable; replaces the list)', collect, [])
+    .option('--webhook-secret [secret]', 'the secret webhooks are signed with, 16 to 256 characters (no value: $KILN_WEBHOOK_SECRET); write-only')
+    .option('--git-poll-interval <seconds>', 'also poll the repository (git ls-remote) this often; 0: webhooks only', pollSeconds)
+    .option('--base-image-trigger-enabled [bool]', 'run when a base image gets a new digest (true/false; no value: true)', parseBool)
+    .addOption(new Option('--base-image-trigger-type <type>', 'Runtime: the final stage\'s base only; All: every stage\'s').choices(['Runtime', 'All']))
+    .option('--base-image-poll-interval <seconds>', 'also poll the base images\' digests this often; 0: registry notifications only', pollSeconds)
+    .option('--schedule <cron>', 'a timer: the first --schedule sets timer t1, the next t2... (repeatable; see kiln task timer)', collect, [])
+    .option('--timezone <tz>', 'the IANA time zone of the --schedule timers (default UTC)');
 }
 
-/** The settings the flags give; `file` is read and sent inline. */
-async function taskBodyFrom(name: string, flags: TaskFlags, cwd: string): Promise<{ body: Partial<TaskBody>; problems: string[]; fileName: string }> {
-  const body: Partial<TaskBody> = {};
+// Trigger flags
+
+/** The trigger flags of `kiln task create|update`, as commander parses them. */
+export interface TriggerFlags {
+  commitTriggerEnabled?: boolean;
+  pullRequestTriggerEnabled?: boolean;
+  branch?: string;
+  includePath: string[];
+  excludePath: string[];
+  /** `true`: the flag without a value (take $KILN_WEBHOOK_SECRET). */
+  webhookSecret?: string | true;
+  gitPollInterval?: number;
+  baseImageTriggerEnabled?: boolean;
+  baseImageTriggerType?: 'Runtime' | 'All';
+  baseImagePollInterval?: number;
+  schedule: string[];
+  timezone?: string;
+}
+
+/** The trigger flags checked, the webhook secret read: what to change in a task's triggers. */
+export type TriggerEdit = Omit<TriggerFlags, 'webhookSecret'> & { webhookSecret?: string };
+
+/** Checks the trigger flags that need no server; the problems are `kiln: ...` lines. */
+export function readTriggerFlags(flags: TriggerFlags, env: NodeJS.ProcessEnv): { edit: TriggerEdit; problems: string[] } {
   const problems: string[] = [];
+  const { webhookSecret, ...rest } = flags;
+  const edit: TriggerEdit = rest;
+  if (webhookSecret !== undefined) {
+    const secret = webhookSecret === true ? env.KILN_WEBHOOK_SECRET : webhookSecret;
+    if (!secret) problems.push('kiln: --webhook-secret without a value takes $KILN_WEBHOOK_SECRET, which is not set');
+    else if (secret.length < 16 || secret.length > 256) problems.push(`kiln: the webhook secret must have 16 to 256 characters, not ${secret.length}`);
+    else edit.webhookSecret = secret;
+  }
+  if (flags.timezone !== undefined && flags.schedule.length === 0) {
+    problems.push('kiln: --timezone goes with --schedule (one timer: kiln task timer update NAME --timer-name T --timezone TZ)');
+  }
+  return { edit, problems };
+}
+
+function hasTriggerEdits(edit: TriggerEdit): boolean {
+  return (
+    edit.commitTriggerEnabled !== undefined ||
+    edit.pullRequestTriggerEnabled !== undefined ||
+    edit.branch !== undefined ||
+    edit.includePath.length > 0 ||
+    edit.excludePath.length > 0 ||
+    edit.webhookSecret !== undefined ||
+    edit.gitPollInterval !== undefined ||
+    edit.baseImageTriggerEnabled !== undefined ||
+    edit.baseImageTriggerType !== undefined ||
+    edit.baseImagePollInterval !== undefined ||
+    edit.schedule.length > 0
+  );
+}
+
+/**
+ * `base` (the stored triggers, a --triggers file, or nothing) with what the flags change, and
+ * nothing else; undefined when there is no base and no flag (the server's defaults apply).
+ * - The commit and pull-request flags turn those events of the source trigger on or off: the
+ *   events of a source trigger that is off count as none, and the source trigger is on exactly
+ *   when some event is left (a new task's source trigger counts as on with `commit`, the
+ *   server's default for a git context).
+ * - `--schedule` sets timers t1, t2... in order, replacing those names' schedules (and time
+ *   zones, with `--timezone`); the other timers, and those timers' `enabled`, stay.
+ */
+export function applyTriggerEdit(base: TriggersInput | undefined, edit: TriggerEdit): TriggersInput | undefined {
+  if (!hasTriggerEdits(edit)) return base;
+  const triggers: TriggersInput = structuredClone(base ?? {});
+  const source = { ...triggers.source };
+  if (edit.commitTriggerEnabled !== undefined || edit.pullRequestTriggerEnabled !== undefined) {
+    const on = new Set<SourceEventKind>(source.enabled === false ? [] : (source.events ?? ['commit']));
+    const toggle = (event: SourceEventKind, value: boolean | undefined): void => {
+      if (value === true) on.add(event);
+      else if (value === false) on.delete(event);
+    };
+    toggle('commit', edit.commitTriggerEnabled);
+    toggle('pullrequest', edit.pullRequestTriggerEnabled);
+    source.enabled = on.size > 0;
+    if (on.size > 0) source.events = SOURCE_EVENTS.filter((e) => on.has(e));
+  }
+  if (edit.branch !== undefined) source.branch = edit.branch;
+  if (edit.includePath.length > 0) source.paths = { ...source.paths, include: edit.includePath };
+  if (edit.excludePath.length > 0) source.paths = { ...source.paths, exclude: edit.excludePath };
+  if (edit.webhookSecret !== undefined) source.webhookSecret = edit.webhookSecret;
+  if (edit.gitPollInterval !== undefined) source.pollInterval = edit.gitPollInterval;
+  if (Object.keys(source).length > 0) triggers.source = source;
+
+  const baseImage = { ...triggers.baseImage };
+  if (edit.baseImageTriggerEnabled !== undefined) baseImage.enabled = edit.baseImageTriggerEnabled;
+  if (edit.baseImageTriggerType !== undefined) baseImage.type = edit.baseImageTriggerType;
+  if (edit.baseImagePollInterval !== undefined) baseImage.pollInterval = edit.baseImagePollInterval;
+  if (Object.keys(baseImage).length > 0) triggers.baseImage = baseImage;
+
+  if (edit.schedule.length > 0) {
+    const timers = [...(triggers.timers ?? [])];
+    edit.schedule.forEach((schedule, i) => {
+      const name = `t${i + 1}`;
+      const at = timers.findIndex((t) => t.name === name);
+      const timer = { ...timers[at], name, schedule };
+      if (edit.timezone !== undefined) timer.timezone = edit.timezone;
+      if (at >= 0) timers[at] = timer;
+      else timers.push(timer);
+    });
+    triggers.timers = timers;
+  }
+  return triggers;
+}
+
+/**
+ * The stored triggers as the base of an update. The server derives some source settings from the
+ * context (see triggers/settings.ts: on for a git context, the branch from its ref, the paths
+ * from its subdirectory); when the update changes the context, those still at the old context's
+ * defaults are left out so that the server derives them again from the new one.
+ */
+export function storedTriggers(stored: TaskTriggers | undefined, oldContext: string | undefined, newContext: string | undefined): TriggersInput {
+  const triggers: TriggersInput = structuredClone(stored ?? {});
+  if (newContext === undefined || newContext === oldContext || !triggers.source) return triggers;
+  const git = oldContext === undefined ? undefined : parseContext(oldContext, []);
+  const ref = git?.kind === 'git' ? git.ref : undefined;
+  const subdir = git?.kind === 'git' ? git.subdir : undefined;
+  const source = triggers.source;
+  if (source.enabled === (git?.kind === 'git')) delete source.enabled;
+  if (source.branch === (ref && !/^[0-9a-f]{40}$/.test(ref) ? ref : '**')) delete source.branch;
+  const include = source.paths?.include;
+  if (source.paths && include?.length === 1 && include[0] === (subdir ? `${subdir}/**` : '**')) delete source.paths.include;
+  return triggers;
+}
+
+/**
+ * The settings the flags give; `file` is read and sent inline. The trigger flags come back apart
+ * (`edit`): an update applies them to the stored triggers.
+ */
+async function taskBodyFrom(
+  name: string,
+  flags: TaskFlags,
+  deps: Pick<ClientDeps, 'cwd' | 'env'>,
+): Promise<{ body: Partial<TaskBody>; edit: TriggerEdit; problems: string[]; fileName: string }> {
+  const cwd = deps.cwd;
+  const body: Partial<TaskBody> = {};
+  const read = readTriggerFlags(flags, deps.env);
+  const problems: string[] = [...read.problems];
   if (flags.file !== undefined && flags.contextFile !== undefined) problems.push('kiln: give the task as -f FILE or as --context-file PATH, not both');
   if (flags.file !== undefined) {
     try {
@@ -116,7 +296,7 @@ async function taskBodyFrom(name: string, flags: TaskFlags, cwd: string): Promis
       problems.push(`kiln: ${flags.triggers}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  return { body: { ...body, name }, problems, fileName: flags.file ?? flags.contextFile ?? name };
+  return { body: { ...body, name }, edit: read.edit, problems, fileName: flags.file ?? flags.contextFile ?? name };
 }
 
 /** What PUT needs to keep a saved task as it is; secrets and logins are kept by leaving them out. */
@@ -157,14 +337,16 @@ function reportProblems(problems: readonly string[], deps: ClientDeps): boolean 
 }
 
 function registerTaskCommands(program: Command, deps: ClientDeps): void {
-  const task = program.command('task').description('saved tasks on a Kiln server: create, list, show, update, delete, run');
+  const task = program.command('task').description('saved tasks on a Kiln server: create, list, show, update, delete, run; their timers, dependencies and dependents');
 
   clientOptions(taskSettings(task.command('create').description('save a task on the server (-f FILE, or --context with --context-file PATH)').argument('<name>', 'the task name')))
     .action(async (name: string, flags: TaskFlags) => {
       const client = makeClient(flags, deps.env);
-      const { body, problems, fileName } = await taskBodyFrom(name, flags, deps.cwd);
+      const { body, edit, problems, fileName } = await taskBodyFrom(name, flags, deps);
       if (body.task === undefined && body.file === undefined) problems.push('kiln: give the task: -f FILE, or --context URL with --context-file PATH');
       if (reportProblems(problems, deps)) return;
+      const triggers = applyTriggerEdit(body.triggers, edit);
+      if (triggers !== undefined) body.triggers = triggers;
       await reportingErrors(deps, async () => {
         const saved = await submitting(fileName, deps, () => client.createTask(body as TaskBody));
         if (!saved) return;
@@ -188,7 +370,7 @@ function registerTaskCommands(program: Command, deps: ClientDeps): void {
       await reportingErrors(deps, async () => {
         const saved = await client.getTask(name);
         if (flags.output === 'json') writeJson(deps.stdout, saved);
-        else deps.stdout.write(formatTaskDetails(saved));
+        else deps.stdout.write(formatTaskDetails(saved, client.server));
       });
     },
   );
@@ -197,13 +379,16 @@ function registerTaskCommands(program: Command, deps: ClientDeps): void {
     taskSettings(task.command('update').description('change a saved task: the settings given replace those stored, the rest stay').argument('<name>', 'the task name')),
   ).action(async (name: string, flags: TaskFlags) => {
     const client = makeClient(flags, deps.env);
-    const { body, problems, fileName } = await taskBodyFrom(name, flags, deps.cwd);
+    const { body, edit, problems, fileName } = await taskBodyFrom(name, flags, deps);
     if (reportProblems(problems, deps)) return;
     await reportingErrors(deps, async () => {
-      const current = bodyOf(await client.getTask(name));
+      const stored = await client.getTask(name);
+      const current = bodyOf(stored);
       // The task is given one way: a new one replaces the other.
       if (body.task !== undefined) delete current.file;
       if (body.file !== undefined) delete current.task;
+      // PUT replaces the whole triggers object: a --triggers file replaces it, the flags change the rest.
+      body.triggers = applyTriggerEdit(body.triggers ?? storedTriggers(stored.triggers, stored.context, body.context), edit);
       const saved = await submitting(fileName, deps, () => client.putTask(name, { ...current, ...body, name }));
       if (!saved) return;
       if (flags.output === 'json') writeJson(deps.stdout, saved);
@@ -254,6 +439,118 @@ function registerTaskCommands(program: Command, deps: ClientDeps): void {
       if (accepted) await afterAccepted(client, accepted, flags, deps, name);
     });
   });
+
+  registerTimerCommands(task, deps);
+
+  clientOptions(
+    task
+      .command('dependencies')
+      .description('the base images a task builds from and the images it pushes, as its last recorded run saw them (what base-image triggers follow)')
+      .argument('<name>', 'the task name'),
+  ).action(async (name: string, flags: ServerFlags) => {
+    const client = makeClient(flags, deps.env);
+    await reportingErrors(deps, async () => {
+      const found = await client.taskDependencies(name);
+      if (flags.output === 'json') writeJson(deps.stdout, found);
+      else deps.stdout.write(formatDependencies(found));
+    });
+  });
+
+  clientOptions(
+    task
+      .command('dependents')
+      .description('the saved tasks that build from an image: those a new digest of it would run')
+      .requiredOption('--image <ref>', 'the image, e.g. 127.0.0.1:5000/base:1 or alpine:3.20'),
+  ).action(async (flags: ServerFlags & { image: string }) => {
+    const client = makeClient(flags, deps.env);
+    await reportingErrors(deps, async () => {
+      const found = await client.dependents(flags.image);
+      if (flags.output === 'json') writeJson(deps.stdout, found);
+      else deps.stdout.write(formatDependentsTable(found));
+    });
+  });
+}
+
+interface TimerFlags extends ServerFlags {
+  timerName: string;
+  schedule?: string;
+  timezone?: string;
+  enabled?: boolean;
+  disabled?: boolean;
+}
+
+/** `kiln task timer ...`: one timer at a time, without touching the task's other settings. */
+function registerTimerCommands(task: Command, deps: ClientDeps): void {
+  const timer = task.command('timer').description("a saved task's timers (cron schedules that run it): add, update, remove, list");
+  const timerName = (cmd: Command): Command => cmd.argument('<name>', 'the task name').requiredOption('--timer-name <timer>', 'the timer name, e.g. nightly');
+  const scheduleHelp = 'cron: minute hour day month weekday, or 6 fields with seconds first (e.g. "0 3 * * *")';
+  const timezoneHelp = 'an IANA time zone, e.g. Europe/Paris';
+
+  clientOptions(
+    timerName(timer.command('add').description('add a timer to a task (exit 1 when it has one of that name)'))
+      .requiredOption('--schedule <cron>', scheduleHelp)
+      .option('--timezone <tz>', `${timezoneHelp} (default UTC)`)
+      .option('--disabled', 'add it switched off'),
+  ).action(async (name: string, flags: TimerFlags & { schedule: string }) => {
+    const client = makeClient(flags, deps.env);
+    await reportingErrors(deps, async () => {
+      const { items } = await client.listTimers(name);
+      if (items.some((t) => t.name === flags.timerName)) {
+        deps.stderr.write(`kiln: task ${name} already has a timer ${flags.timerName} (change it with kiln task timer update)\n`);
+        deps.setExitCode(EXIT_FAILED);
+        return;
+      }
+      const { timer: saved } = await client.setTimer(name, flags.timerName, { schedule: flags.schedule, timezone: flags.timezone, enabled: !flags.disabled });
+      if (flags.output === 'json') writeJson(deps.stdout, saved);
+      else deps.stdout.write(`timer ${saved.name} added to task ${name}\n`);
+    });
+  });
+
+  clientOptions(
+    timerName(timer.command('update').description('change a timer of a task: the settings given replace those stored, the rest stay (exit 1 when it has none of that name)'))
+      .option('--schedule <cron>', scheduleHelp)
+      .option('--timezone <tz>', timezoneHelp)
+      .option('--enabled', 'switch it on')
+      .option('--disabled', 'switch it off'),
+  ).action(async (name: string, flags: TimerFlags) => {
+    if (reportProblems(flags.enabled && flags.disabled ? ['kiln: --enabled and --disabled contradict each other'] : [], deps)) return;
+    const client = makeClient(flags, deps.env);
+    await reportingErrors(deps, async () => {
+      const current = (await client.listTimers(name)).items.find((t) => t.name === flags.timerName);
+      if (!current) {
+        deps.stderr.write(`kiln: task ${name} has no timer ${flags.timerName} (add it with kiln task timer add)\n`);
+        deps.setExitCode(EXIT_FAILED);
+        return;
+      }
+      const { timer: saved } = await client.setTimer(name, flags.timerName, {
+        schedule: flags.schedule ?? current.schedule,
+        timezone: flags.timezone ?? current.timezone,
+        enabled: flags.disabled ? false : flags.enabled ? true : current.enabled,
+      });
+      if (flags.output === 'json') writeJson(deps.stdout, saved);
+      else deps.stdout.write(`timer ${saved.name} of task ${name} updated\n`);
+    });
+  });
+
+  clientOptions(timerName(timer.command('remove').description('remove a timer from a task'))).action(async (name: string, flags: TimerFlags) => {
+    const client = makeClient(flags, deps.env);
+    await reportingErrors(deps, async () => {
+      await client.deleteTimer(name, flags.timerName);
+      if (flags.output === 'json') writeJson(deps.stdout, { task: name, timer: flags.timerName, removed: true });
+      else deps.stdout.write(`timer ${flags.timerName} removed from task ${name}\n`);
+    });
+  });
+
+  clientOptions(timer.command('list').description("a task's timers with their next run (none while the timer or the task is disabled)").argument('<name>', 'the task name')).action(
+    async (name: string, flags: ServerFlags) => {
+      const client = makeClient(flags, deps.env);
+      await reportingErrors(deps, async () => {
+        const page = await client.listTimers(name);
+        if (flags.output === 'json') writeJson(deps.stdout, page);
+        else deps.stdout.write(formatTimersTable(page.items));
+      });
+    },
+  );
 }
 
 // Runs
@@ -267,7 +564,7 @@ function registerRunsCommands(program: Command, deps: ClientDeps): void {
       .description('list runs, newest first')
       .addOption(new Option('--status <status>', 'only runs with this status').choices([...RUN_STATUSES]))
       .option('--task <name>', 'only runs of this saved task')
-      .addOption(new Option('--trigger <kind>', 'only runs started this way').choices([...TRIGGER_KINDS]))
+      .addOption(new Option('--trigger <type>', 'only runs started this way').choices([...TRIGGER_TYPES]))
       .option('--since <time>', 'only runs created at or after this ISO 8601 time', isoTime)
       .option('--until <time>', 'only runs created before this ISO 8601 time', isoTime)
       .option('--limit <n>', 'at most this many runs (default 50)', wholeNumber(1, 500))
@@ -343,6 +640,34 @@ function registerRunsCommands(program: Command, deps: ClientDeps): void {
       });
     },
   );
+}
+
+// Trigger decisions
+
+function registerTriggersCommands(program: Command, deps: ClientDeps): void {
+  const triggers = program.command('triggers').description('what the triggers on a Kiln server did: events');
+
+  clientOptions(
+    triggers
+      .command('events')
+      .description('the decision log, newest first: each webhook, registry notification, poll and timer tick, and what came of it')
+      .option('--task <name>', 'only events for this saved task')
+      .addOption(new Option('--source <source>', 'only events from this source').choices([...TRIGGER_EVENT_SOURCES]))
+      .addOption(new Option('--action <action>', 'only events with this outcome').choices([...TRIGGER_ACTIONS]))
+      .option('--limit <n>', 'at most this many events (default 50)', wholeNumber(1, 500))
+      .option('--cursor <cursor>', 'the next page: the cursor a previous list printed'),
+  ).action(async (flags: ServerFlags & TriggerEventFilter) => {
+    const client = makeClient(flags, deps.env);
+    await reportingErrors(deps, async () => {
+      const page = await client.triggerEvents({ task: flags.task, source: flags.source, action: flags.action, limit: flags.limit, cursor: flags.cursor });
+      if (flags.output === 'json') {
+        writeJson(deps.stdout, page);
+        return;
+      }
+      deps.stdout.write(formatTriggerEventsTable(page.items));
+      if (page.next !== undefined) deps.stderr.write(`kiln: more events: add --cursor ${page.next}\n`);
+    });
+  });
 }
 
 // Tokens

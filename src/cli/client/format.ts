@@ -1,7 +1,10 @@
 import type { RunDocument } from '../../domain/run-record';
+import { SOURCE_PROVIDERS, type RunTrigger, type TaskTriggers } from '../../domain/trigger';
 import type { RunResult } from '../../domain/run-result';
 import type { SavedTask, TokenInfo } from '../../runs/store';
+import type { TriggerEvent } from '../../triggers/store';
 import { formatSummary } from '../run-output';
+import type { ImageDependents, TaskDependencies, TimerInfo } from './api';
 
 /** What the client commands print for people; `--output json` prints the API's documents instead. */
 
@@ -10,9 +13,14 @@ import { formatSummary } from '../run-output';
  * `kiln run`'s summary table, so that `awk`/`cut -c` work on it.
  */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const all = [header, ...rows];
-  const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? '').length)));
-  return all.map((r) => header.map((_, c) => (r[c] ?? '').padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n';
+  return alignColumns([header, ...rows]).join('\n') + '\n';
+}
+
+/** The rows as lines, each column as wide as its widest cell, two spaces apart, no trailing blanks. */
+function alignColumns(rows: readonly (readonly string[])[]): string[] {
+  const columns = Math.max(0, ...rows.map((r) => r.length));
+  const widths = Array.from({ length: columns }, (_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => widths.map((w, c) => (r[c] ?? '').padEnd(w)).join('  ').trimEnd());
 }
 
 /** `2026-05-01 12:00:03` in UTC (the headers say so), or `-`. */
@@ -37,7 +45,25 @@ export function formatDuration(from: string | null | undefined, to: string | nul
 }
 
 function triggerText(run: RunDocument): string {
-  return run.trigger?.kind ?? '-';
+  return run.trigger?.type ?? '-';
+}
+
+/** The trigger for people: its type and what set it off. */
+function triggerDetails(trigger: RunTrigger | undefined): string {
+  if (!trigger) return '-';
+  switch (trigger.type) {
+    case 'Manual':
+      return trigger.by ? `Manual (${trigger.by})` : 'Manual';
+    case 'Commit':
+    case 'PullRequest':
+      return `${trigger.type} ${trigger.commit.slice(0, 12)} on ${trigger.branch}${trigger.pullRequest !== undefined ? ` (#${trigger.pullRequest})` : ''} via ${trigger.provider}`;
+    case 'BaseImageUpdate': {
+      const u = trigger.imageUpdateTrigger;
+      return `BaseImageUpdate ${u.image}: ${u.oldDigest ?? 'none'} -> ${u.newDigest} (${u.via})`;
+    }
+    case 'Timer':
+      return `Timer ${trigger.timer} (${trigger.schedule} ${trigger.timezone}) for ${trigger.scheduledFor}`;
+  }
 }
 
 export function formatRunsTable(runs: readonly RunDocument[], now: Date): string {
@@ -64,7 +90,7 @@ export function toRunResult(run: RunDocument): RunResult {
 
 /** `kiln runs show`: what the run is, then the step table and outcome `kiln run` prints. */
 export function formatRunDetails(run: RunDocument): string {
-  const trigger = run.trigger ? `${run.trigger.kind}${run.trigger.detail ? ` (${run.trigger.detail})` : ''}` : '-';
+  const trigger = triggerDetails(run.trigger);
   const rows: [string, string][] = [
     ['run', run.runId],
     ['status', run.status],
@@ -91,16 +117,51 @@ function taskSource(task: SavedTask): string {
   return task.task !== undefined ? '(inline)' : '-';
 }
 
+/** The triggers that are on: the source events, `baseImage`, `timers(N)` (the enabled ones). */
 function triggerKinds(task: SavedTask): string[] {
+  const triggers = task.triggers as TaskTriggers | undefined;
+  if (!triggers) return [];
   const kinds: string[] = [];
-  if (task.triggers?.source) kinds.push('source');
-  if (task.triggers?.baseImage) kinds.push('baseImage');
-  if (task.triggers?.timers?.length) kinds.push(`timers(${task.triggers.timers.length})`);
+  if (triggers.source.enabled) kinds.push(...triggers.source.events);
+  if (triggers.baseImage.enabled) kinds.push('baseImage');
+  const timers = triggers.timers.filter((t) => t.enabled).length;
+  if (timers > 0) kinds.push(`timers(${timers})`);
   return kinds;
 }
 
-/** `kiln task show`: the settings, then the inline task text, if any. */
-export function formatTaskDetails(task: SavedTask): string {
+/** Where providers send a task's webhooks, one path for all of them. */
+function webhookUrl(server: string, task: string): string {
+  return `POST ${server}/v1/tasks/${encodeURIComponent(task)}/hooks/{${SOURCE_PROVIDERS.join('|')}}`;
+}
+
+/** The trigger settings for people, as `kiln task show` prints them under the task's settings. */
+function triggerRows(task: SavedTask, server: string): [string, string][] {
+  const triggers = task.triggers as TaskTriggers | undefined;
+  if (!triggers) return [['triggers', '-']];
+  const { source, baseImage, timers } = triggers;
+  const rows: [string, string][] = [
+    ['source trigger', source.enabled ? `on: ${source.events.join(', ') || 'no events'}` : 'off'],
+    ['branch', source.branch],
+    ['paths', `include ${source.paths.include.join(', ') || '-'}${source.paths.exclude.length > 0 ? `; exclude ${source.paths.exclude.join(', ')}` : ''}`],
+    ['git poll', source.pollInterval > 0 ? `every ${source.pollInterval}s` : 'off (webhooks only)'],
+  ];
+  if (source.enabled) rows.push(['webhook', webhookUrl(server, task.name)]);
+  rows.push(
+    ['webhook secret', task.webhookSecretSet ? 'set' : 'not set (webhooks are refused)'],
+    ['base image', baseImage.enabled ? `on: ${baseImage.type}` : 'off'],
+    ['image poll', baseImage.pollInterval > 0 ? `every ${baseImage.pollInterval}s` : 'off (registry notifications only)'],
+  );
+  const lines = alignColumns(timers.map((t) => [t.name, t.schedule, t.timezone, t.enabled ? 'enabled' : 'disabled']));
+  if (lines.length === 0) rows.push(['timers', '-']);
+  lines.forEach((line, i) => rows.push([i === 0 ? 'timers' : '', line]));
+  return rows;
+}
+
+/**
+ * `kiln task show`: the settings, the triggers (with the webhook URL on `server` when the source
+ * trigger is on), then the inline task text, if any.
+ */
+export function formatTaskDetails(task: SavedTask, server = ''): string {
   const rows: [string, string][] = [
     ['name', task.name],
     ['status', task.status],
@@ -110,16 +171,51 @@ export function formatTaskDetails(task: SavedTask): string {
     ['platform', `${task.platform} (pool ${task.pool})`],
     ['timeout', `${task.timeout}s`],
     ['concurrency', task.concurrency === 0 ? 'no limit' : String(task.concurrency)],
-    ['triggers', triggerKinds(task).join(', ') || '-'],
     ['values', task.values && Object.keys(task.values).length > 0 ? Object.keys(task.values).sort().join(', ') : '-'],
     ['secrets', task.secretIds?.length ? task.secretIds.join(', ') : '-'],
     ['credentials', task.credentialRegistries?.length ? task.credentialRegistries.join(', ') : '-'],
     ['created', `${formatTime(task.createdAt)} UTC`],
     ['updated', `${formatTime(task.updatedAt)} UTC`],
   ];
-  let text = keyValues(rows);
+  let text = keyValues(rows) + '\n' + keyValues(triggerRows(task, server));
   if (task.task !== undefined) text += '\n' + (task.task.endsWith('\n') ? task.task : task.task + '\n');
   return text;
+}
+
+/** `kiln task timer list`. */
+export function formatTimersTable(timers: readonly TimerInfo[]): string {
+  return formatTable(
+    ['NAME', 'SCHEDULE', 'TIMEZONE', 'ENABLED', 'NEXT (UTC)'],
+    timers.map((t) => [t.name, t.schedule, t.timezone, t.enabled ? 'yes' : 'no', formatTime(t.next)]),
+  );
+}
+
+/** `kiln task dependencies`: the base images, then the images the task pushed. */
+export function formatDependencies(deps: TaskDependencies): string {
+  return (
+    formatTable(
+      ['IMAGE', 'KIND', 'DIGEST', 'RUN'],
+      deps.baseImages.map((d) => [d.image, d.kind, d.digest || '-', d.runId]),
+    ) +
+    '\n' +
+    formatTable(['OUTPUT'], deps.outputs.map((o) => [o]))
+  );
+}
+
+/** `kiln task dependents --image REF`. */
+export function formatDependentsTable(deps: ImageDependents): string {
+  return formatTable(
+    ['TASK', 'KIND', 'DIGEST', 'RUN'],
+    deps.dependents.map((d) => [d.task, d.kind, d.digest || '-', d.runId]),
+  );
+}
+
+/** `kiln triggers events`: one decision a line, newest first; the reason last (it is the longest). */
+export function formatTriggerEventsTable(events: readonly TriggerEvent[]): string {
+  return formatTable(
+    ['AT (UTC)', 'SOURCE', 'TASK', 'ACTION', 'RUN', 'REASON'],
+    events.map((e) => [formatTime(e.at), e.source, e.task ?? '-', e.action, e.runId ?? '-', e.reason]),
+  );
 }
 
 export function formatTokensTable(tokens: readonly TokenInfo[]): string {
