@@ -67,8 +67,25 @@ export interface RegistryLogin {
   password: string;
 }
 
+/**
+ * How a run's step containers are confined: the server's policy decides (see runs/policy.ts).
+ * `restricted` drops every capability and forbids gaining privileges (no-new-privileges); the
+ * limits apply to every `cmd` step container (memory also to builds), whatever the policy.
+ */
+export interface StepConfinement {
+  restricted: boolean;
+  /** Memory (and memory + swap: no swap) per step, bytes. */
+  memoryBytes?: number;
+  /** CPUs per step, in billionths (Docker's NanoCpus); a step's own `cpus` may ask for less. */
+  nanoCpus?: number;
+  /** Processes per step container. */
+  pids?: number;
+}
+
 export interface RunSpec {
   runId: string;
+  /** Default: not restricted, no limits (`kiln run` on one's own machine). */
+  confinement?: StepConfinement;
   /** The task's networks; when empty the backend creates one bridge network for the run. */
   networks: readonly TaskNetwork[];
   /** Secret volumes declared by the task. */
@@ -98,6 +115,7 @@ export interface RunEnvironment {
   secretVolumes: Readonly<Record<string, string>>;
   registryLogins: readonly RegistryLogin[];
   dockerSocket: boolean;
+  confinement: StepConfinement;
   /** The `kiln.owner` label on everything of the run, when the backend sets one. */
   owner?: string;
 }

@@ -11,7 +11,16 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { PlanBuildStep, PlanCmdStep } from '../../domain/plan';
 import { parseImageRef } from '../../domain/image-ref';
-import { BackendError, LABEL_ATTEMPT, LABEL_OWNER, LABEL_RUN, LABEL_STEP, type RegistryLogin, type RunEnvironment } from '../types';
+import {
+  BackendError,
+  LABEL_ATTEMPT,
+  LABEL_OWNER,
+  LABEL_RUN,
+  LABEL_STEP,
+  type RegistryLogin,
+  type RunEnvironment,
+  type StepConfinement,
+} from '../types';
 
 /** Where every step container sees the run's workspace volume. */
 export const WORKSPACE_PATH = '/workspace';
@@ -168,6 +177,11 @@ export interface ContainerSpec {
     PortBindings?: Record<string, { HostIp: string; HostPort: string }[]>;
     NanoCpus?: number;
     Isolation?: string;
+    CapDrop?: string[];
+    SecurityOpt?: string[];
+    Memory?: number;
+    MemorySwap?: number;
+    PidsLimit?: number;
   };
   NetworkingConfig?: { EndpointsConfig: Record<string, { Aliases: string[] }> };
 }
@@ -196,6 +210,69 @@ function supportsAliases(network: string): boolean {
 export function resolveNetwork(env: Pick<RunEnvironment, 'networks' | 'defaultNetwork'>, network: string | undefined): string {
   if (network === undefined || network === '') return env.defaultNetwork;
   return env.networks[network] ?? network;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Confinement
+
+/** Docker's own floors: `docker run -m` refuses less than 6 MiB, `--cpus` less than 0.01. */
+const MIN_MEMORY_BYTES = 6 * 1024 * 1024;
+const MIN_NANO_CPUS = 10_000_000;
+/** The CFS period builds are given (the kernel's default, as `docker run --cpus` uses). */
+const CPU_PERIOD_US = 100_000;
+
+/**
+ * The confinement's limits, checked: each a whole number no lower than what the engine accepts.
+ * A bad value is the server's configuration at fault, not the task's, hence `infrastructure`.
+ */
+export function confinementLimits(confinement: StepConfinement): Omit<StepConfinement, 'restricted'> {
+  const check = (name: string, value: number | undefined, min: number): number | undefined => {
+    if (value === undefined) return undefined;
+    if (!Number.isSafeInteger(value) || value < min) {
+      throw new BackendError(`invalid step confinement: ${name} ${String(value)} is not a whole number of at least ${min}`, {
+        infrastructure: true,
+      });
+    }
+    return value;
+  };
+  const limits: Omit<StepConfinement, 'restricted'> = {};
+  const memoryBytes = check('memoryBytes', confinement.memoryBytes, MIN_MEMORY_BYTES);
+  const nanoCpus = check('nanoCpus', confinement.nanoCpus, MIN_NANO_CPUS);
+  const pids = check('pids', confinement.pids, 1);
+  if (memoryBytes !== undefined) limits.memoryBytes = memoryBytes;
+  if (nanoCpus !== undefined) limits.nanoCpus = nanoCpus;
+  if (pids !== undefined) limits.pids = pids;
+  return limits;
+}
+
+/** The part of a step container's HostConfig that its run's confinement decides. */
+export type ConfinementHostConfig = Pick<ContainerSpec['HostConfig'], 'CapDrop' | 'SecurityOpt' | 'Memory' | 'MemorySwap' | 'PidsLimit' | 'NanoCpus'> & {
+  Privileged?: false;
+};
+
+/**
+ * What a confinement adds to a step container's HostConfig. Restricted: no capability at all and
+ * no way to gain one (setuid binaries, file capabilities), and never privileged, whatever the step
+ * asks (the policy refuses such tasks earlier; this is the last guard). The limits apply whether
+ * restricted or not: memory without swap, a process count (a fork bomb stops there), and CPUs,
+ * the smaller of the step's own `cpus` and the confinement's.
+ */
+export function confinementHostConfig(confinement: StepConfinement, stepNanoCpus: number | undefined): ConfinementHostConfig {
+  const limits = confinementLimits(confinement);
+  const host: ConfinementHostConfig = {};
+  if (confinement.restricted) {
+    host.Privileged = false;
+    host.CapDrop = ['ALL'];
+    host.SecurityOpt = ['no-new-privileges'];
+  }
+  if (limits.memoryBytes !== undefined) {
+    host.Memory = limits.memoryBytes;
+    host.MemorySwap = limits.memoryBytes;
+  }
+  if (limits.pids !== undefined) host.PidsLimit = limits.pids;
+  const cpus = [stepNanoCpus, limits.nanoCpus].filter((n): n is number => n !== undefined);
+  if (cpus.length > 0) host.NanoCpus = Math.min(...cpus);
+  return host;
 }
 
 /**
@@ -249,7 +326,8 @@ export function toCreateOptions(env: RunEnvironment, step: PlanCmdStep, attempt:
   if (step.user !== undefined && step.user !== '') spec.User = step.user;
   if (Object.keys(ports.exposed).length > 0) spec.ExposedPorts = ports.exposed;
   if (Object.keys(ports.bindings).length > 0) spec.HostConfig.PortBindings = ports.bindings;
-  if (step.cpus !== undefined && step.cpus !== '') spec.HostConfig.NanoCpus = toNanoCpus(step.cpus, step.id);
+  const stepNanoCpus = step.cpus !== undefined && step.cpus !== '' ? toNanoCpus(step.cpus, step.id) : undefined;
+  Object.assign(spec.HostConfig, confinementHostConfig(env.confinement, stepNanoCpus));
   if (step.isolation !== undefined && step.isolation !== '') spec.HostConfig.Isolation = step.isolation;
   if (supportsAliases(network)) spec.NetworkingConfig = { EndpointsConfig: { [network]: { Aliases: [step.id] } } };
   // The step id as host name, so a step reaches itself by its id on any network (on a network of
@@ -381,6 +459,12 @@ export interface BuildQuery {
   platform?: string;
   /** A JSON array, as the API wants it. */
   cachefrom?: string;
+  /** Bytes, for every RUN container; `memswap` (memory + swap) the same: no swap. */
+  memory?: number;
+  memswap?: number;
+  /** CPUs as a CFS quota: `cpuquota` microseconds per `cpuperiod` microseconds. */
+  cpuperiod?: number;
+  cpuquota?: number;
 }
 
 export interface BuildOptions {
@@ -398,12 +482,14 @@ function envValue(env: readonly string[], name: string): string | undefined {
 
 /**
  * `docker build` options of a `build` step. The network is mapped as for `cmd` steps (the run's
- * network by default, so that RUN instructions reach the run's services by their step ids).
+ * network by default, so that RUN instructions reach the run's services by their step ids). The
+ * confinement's memory and CPU limits bind every RUN container; the build API (v1.41) has no
+ * process-count limit and no capability or security options, so those stay the engine's defaults.
  */
 export function toBuildOptions(
   step: PlanBuildStep,
   logins: readonly RegistryLogin[],
-  env: Pick<RunEnvironment, 'networks' | 'defaultNetwork'>,
+  env: Pick<RunEnvironment, 'networks' | 'defaultNetwork' | 'confinement'>,
 ): BuildOptions {
   const buildargs: Record<string, string> = {};
   for (const arg of step.buildArgs) {
@@ -428,6 +514,15 @@ export function toBuildOptions(
   if (step.target !== undefined && step.target !== '') query.target = step.target;
   if (step.platform !== undefined && step.platform !== '') query.platform = step.platform;
   if (step.cacheFrom.length > 0) query.cachefrom = JSON.stringify(step.cacheFrom);
+  const limits = confinementLimits(env.confinement);
+  if (limits.memoryBytes !== undefined) {
+    query.memory = limits.memoryBytes;
+    query.memswap = limits.memoryBytes;
+  }
+  if (limits.nanoCpus !== undefined) {
+    query.cpuperiod = CPU_PERIOD_US;
+    query.cpuquota = Math.round((limits.nanoCpus * CPU_PERIOD_US) / 1e9);
+  }
   return { query, registryConfig: registryConfig(logins) };
 }
 

@@ -28,6 +28,7 @@ import {
 import {
   WORKSPACE_PATH,
   authConfigFor,
+  confinementLimits,
   dockerConfigJson,
   homeVolumeName,
   networkName,
@@ -162,6 +163,9 @@ export class DockerBackend implements Backend {
   async prepareRun(spec: RunSpec, signal: AbortSignal): Promise<RunEnvironment> {
     const runId = spec.runId;
     if (signal.aborted) throw abortError(`prepare of run ${runId}`, signal.reason);
+    const confinement = { ...(spec.confinement ?? { restricted: false }) };
+    // A limit the engine would refuse fails the run now, not at its first step.
+    confinementLimits(confinement);
     this.runs.open(runId);
     const labels = runLabels(runId, undefined, this.owner);
     const started = Date.now();
@@ -201,6 +205,7 @@ export class DockerBackend implements Backend {
       secretVolumes,
       registryLogins: [...spec.registryLogins],
       dockerSocket: spec.dockerSocket,
+      confinement,
       ...(this.owner !== undefined ? { owner: this.owner } : {}),
     };
 
@@ -221,7 +226,7 @@ export class DockerBackend implements Backend {
       }
     });
 
-    this.log.info({ runId, networks: toCreate.map((n) => n.name), volumes: [env.workspaceVolume, env.homeVolume, ...Object.values(secretVolumes)] }, 'preparing run');
+    this.log.info({ runId, networks: toCreate.map((n) => n.name), volumes: [env.workspaceVolume, env.homeVolume, ...Object.values(secretVolumes)], confinement }, 'preparing run');
     const createNetworks = toCreate.map((n) => this.createNetwork(runId, n.name, n.driver, n.ipv6));
     const createStorage = (async () => {
       const volumeNames = [env.workspaceVolume, env.homeVolume, ...Object.values(secretVolumes)];
@@ -438,6 +443,10 @@ export class DockerBackend implements Backend {
    */
   private async createStepContainer(env: RunEnvironment, step: PlanCmdStep, io: StepIo, ids: StepIds): Promise<{ id: string; name: string }> {
     const { name, spec } = toCreateOptions(env, step, io.attempt);
+    if (step.privileged && !spec.HostConfig.Privileged) {
+      this.log.warn(ids, 'privileged refused: the run is restricted');
+      io.onLine('stderr', 'kiln: privileged refused: this run is restricted; the step runs without privileges');
+    }
     if (io.signal.aborted) throw abortError(`step ${step.id}`, io.signal.reason);
     const pullOptions = { retries: step.downloadRetries, delaySeconds: step.downloadRetryDelay };
     if (step.pull) await this.pullImage(step.image, env, pullOptions, io, ids);
@@ -751,7 +760,9 @@ export class DockerBackend implements Backend {
         if (contextError instanceof BackendError) throw contextError;
         if (contextResult && contextResult.dockerfile === undefined) throw missingDockerfile(step, filter.dockerfile, err);
         if (err instanceof ProgressStreamError) {
-          throw new BackendError(`build step ${step.id} failed: ${err.message}`, { infrastructure: false, cause: err });
+          // The classic builder says only "returned a non-zero code: 137" when a RUN is killed.
+          const hint = query.memory !== undefined && /non-zero code: 137\b/.test(err.message) ? ` (killed: probably out of memory, the limit being ${query.memory} bytes)` : '';
+          throw new BackendError(`build step ${step.id} failed: ${err.message}${hint}`, { infrastructure: false, cause: err });
         }
         if (contextError !== undefined) throw wrapEngineError(contextError, `reading the build context of step ${step.id}`);
         throw wrapEngineError(err, `build step ${step.id} (run ${ids.runId})`);

@@ -57,6 +57,7 @@ export class FakeBackend implements Backend {
       secretVolumes: {},
       registryLogins: spec.registryLogins,
       dockerSocket: spec.dockerSocket,
+      confinement: { ...(spec.confinement ?? { restricted: false }) },
     };
   }
 

@@ -1,6 +1,7 @@
 /** The pure converters of the Docker backend, table-tested without a daemon. */
 import {
   authConfigFor,
+  confinementHostConfig,
   containerName,
   dockerConfigJson,
   networkName,
@@ -16,7 +17,7 @@ import {
   toPortConfig,
   workspaceContextDir,
 } from '../../../src/backend/docker/convert';
-import { BackendError, type RegistryLogin, type RunEnvironment } from '../../../src/backend/types';
+import { BackendError, type RegistryLogin, type RunEnvironment, type StepConfinement } from '../../../src/backend/types';
 import { buildStep, cmdStep } from './fixtures';
 
 const DOCKER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -30,6 +31,7 @@ const env: RunEnvironment = {
   secretVolumes: { creds: 'kiln-r1-secret-creds' },
   registryLogins: [],
   dockerSocket: false,
+  confinement: { restricted: false },
 };
 
 const logins: RegistryLogin[] = [
@@ -203,6 +205,60 @@ describe('toCreateOptions', () => {
   });
 });
 
+describe('confinement', () => {
+  const MiB = 1024 * 1024;
+  const base = { Privileged: false, Init: true, AutoRemove: false, NetworkMode: 'kiln-r1' };
+  const none = { CapDrop: undefined, SecurityOpt: undefined, Memory: undefined, MemorySwap: undefined, PidsLimit: undefined, NanoCpus: undefined };
+  const locked = { CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'] };
+
+  test.each([
+    // [what, confinement, step overrides, expected HostConfig fields (undefined: not set)]
+    ['not restricted, no limits: as before', { restricted: false }, {}, { ...base, ...none }],
+    ['not restricted, privileged: as the step asks', { restricted: false }, { privileged: true }, { ...base, ...none, Privileged: true }],
+    ['restricted: no capabilities, no new privileges, still an init', { restricted: true }, {}, { ...base, ...none, ...locked }],
+    ['restricted forces privileged off', { restricted: true }, { privileged: true }, { ...base, ...none, ...locked, Privileged: false }],
+    [
+      'limits apply without restriction too; memory has no swap',
+      { restricted: false, memoryBytes: 512 * MiB, pids: 256, nanoCpus: 2e9 },
+      {},
+      { ...base, ...none, Memory: 512 * MiB, MemorySwap: 512 * MiB, PidsLimit: 256, NanoCpus: 2e9 },
+    ],
+    [
+      'restricted with limits',
+      { restricted: true, memoryBytes: 32 * MiB, pids: 64 },
+      {},
+      { ...base, ...locked, Memory: 32 * MiB, MemorySwap: 32 * MiB, PidsLimit: 64, NanoCpus: undefined },
+    ],
+    ['a step asking fewer cpus than the limit keeps its own', { restricted: true, nanoCpus: 2e9 }, { cpus: '0.5' }, { NanoCpus: 5e8 }],
+    ['a step asking more cpus than the limit gets the limit', { restricted: true, nanoCpus: 2e9 }, { cpus: '4' }, { NanoCpus: 2e9 }],
+    ['the step\'s cpus without a cpu limit', { restricted: true }, { cpus: '1.5' }, { NanoCpus: 1.5e9 }],
+    ['a cpu limit, the step asking nothing', { restricted: false, nanoCpus: 1e9 }, {}, { NanoCpus: 1e9 }],
+  ] as [string, StepConfinement, Parameters<typeof cmdStep>[0], Record<string, unknown>][])('%s', (_what, confinement, overrides, expected) => {
+    const { spec } = toCreateOptions({ ...env, confinement }, cmdStep(overrides), 1);
+    const host = spec.HostConfig as unknown as Record<string, unknown>;
+    for (const [key, value] of Object.entries(expected)) expect([key, host[key]]).toEqual([key, value]);
+  });
+
+  test('the mounts, network and everything else are the same restricted or not', () => {
+    const step = cmdStep({ args: ['true'], user: '1000', ports: ['8080:80'] });
+    const open = toCreateOptions(env, step, 1).spec;
+    const restricted = toCreateOptions({ ...env, confinement: { restricted: true } }, step, 1).spec;
+    expect(restricted).toEqual({ ...open, HostConfig: { ...open.HostConfig, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'] } });
+  });
+
+  test.each([
+    // [what, confinement]: the server's configuration at fault, refused before any engine call
+    ['memory below Docker\'s 6 MiB floor', { restricted: true, memoryBytes: 1024 }],
+    ['fractional memory', { restricted: true, memoryBytes: 64 * MiB + 0.5 }],
+    ['no processes', { restricted: true, pids: 0 }],
+    ['cpus below 0.01', { restricted: true, nanoCpus: 1000 }],
+  ] as [string, StepConfinement][])('refuses %s', (_what, confinement) => {
+    expect(() => confinementHostConfig(confinement, undefined)).toThrow('invalid step confinement');
+    expect(() => toCreateOptions({ ...env, confinement }, cmdStep(), 1)).toThrow(expect.objectContaining({ infrastructure: true }));
+    expect(() => toBuildOptions(buildStep(), [], { ...env, confinement })).toThrow(BackendError);
+  });
+});
+
 describe('toPortConfig', () => {
   test.each([
     // [ports, expose, exposed ports, bindings]
@@ -262,6 +318,19 @@ describe('toBuildOptions', () => {
       },
       registryConfig: registryConfig(logins),
     });
+  });
+
+  test.each([
+    // [what, confinement, expected limits in the query (undefined: not sent)]
+    ['no limits', { restricted: true }, { memory: undefined, memswap: undefined, cpuperiod: undefined, cpuquota: undefined }],
+    ['memory, without swap', { restricted: false, memoryBytes: 32 * 1024 * 1024 }, { memory: 33554432, memswap: 33554432, cpuquota: undefined }],
+    ['cpus as a CFS quota', { restricted: true, nanoCpus: 1.5e9 }, { memory: undefined, cpuperiod: 100000, cpuquota: 150000 }],
+    ['the smallest cpu limit', { restricted: true, nanoCpus: 1e7 }, { cpuperiod: 100000, cpuquota: 1000 }],
+    ['pids: the build API has no such limit', { restricted: true, pids: 64 }, { memory: undefined, cpuquota: undefined }],
+  ] as [string, StepConfinement, Record<string, unknown>][])('limits: %s', (_what, confinement, expected) => {
+    const query = toBuildOptions(buildStep(), [], { ...env, confinement }).query as unknown as Record<string, unknown>;
+    for (const [key, value] of Object.entries(expected)) expect([key, query[key]]).toEqual([key, value]);
+    expect(Object.keys(query).filter((k) => /pid/i.test(k))).toEqual([]);
   });
 
   test.each([
