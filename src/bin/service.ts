@@ -50,7 +50,16 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
   const queue = new BullRunQueue({ connection: redis });
   const triggerStore = new RedisTriggerStore({ redis });
   const network: NetworkPolicy = options.allowPrivateSources ? { allowSchemes: ['https', 'http'], allowPrivateAddresses: true } : { allowSchemes: ['https'] };
-  const defaults = { registry: options.registry || undefined, platform: options.platform, pool: options.pool, timeout: 3600, queueTtl: 24 * 3600, uploadCapBytes: 1024 ** 3 };
+  const defaults = {
+    registry: options.registry || undefined,
+    platform: options.platform,
+    pool: options.pool,
+    timeout: 3600,
+    queueTtl: 24 * 3600,
+    uploadCapBytes: 1024 ** 3,
+    policy: options.policy,
+    limits: options.limits,
+  };
 
   const stops: (() => Promise<void>)[] = [];
   let url: string | undefined;

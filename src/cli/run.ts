@@ -8,6 +8,7 @@ import { parseContext } from '../plan';
 import { executeRun } from '../runs/execute';
 import { dockerConfigLogins, mergeLogins, parseCredsFlags } from '../runs/logins';
 import { isDeadLocalOwner } from '../runs/local-owner';
+import { confinementOf, policyViolations, POLICIES, type Policy } from '../runs/policy';
 import { hasErrors } from '../runs/prepare';
 import { QUICK_BUILD_FILE, quickBuildTask } from '../runs/quick-build';
 import { makeSecretResolver } from '../runs/secrets';
@@ -42,6 +43,7 @@ interface RunFlags extends TaskFlags {
   maxParallel?: number;
   timeout: number;
   dockerSocket: boolean;
+  policy: Policy;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -63,6 +65,11 @@ function runOptions(cmd: Command): Command {
     .option('--max-parallel <n>', 'run at most this many steps at once (default: no limit; local runs only)', positiveInt(1000))
     .option('--timeout <seconds>', "the run timeout (with --server, the server's default unless given)", positiveInt(28800), 3600)
     .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it; local runs only)')
+    .addOption(
+      new Option('--policy <policy>', 'trusted: steps may do what ACR allows; restricted: no privileged steps, host network or Docker socket, capabilities dropped (local runs only; a server applies its own)')
+        .choices([...POLICIES])
+        .default('trusted'),
+    )
     .option('--id <run-id>', 'the run id for $ID and .Run.ID (default: a new id; local runs only)')
     .option('--server <url>', 'run on this Kiln server instead of the local Docker Engine (a context directory is uploaded)')
     .option('--token <token>', 'with --server: the API token (default: $KILN_TOKEN)')
@@ -127,6 +134,12 @@ async function runTask(flags: RunFlags, contextArg: string | undefined, deps: Ru
     return;
   }
   const plan = prepared.plan;
+  const denied = policyViolations(plan, flags.policy);
+  if (denied.length > 0) {
+    for (const v of denied) deps.stderr.write(`${flags.file}: ${v.key}: ${v.message}\n`);
+    deps.setExitCode(EXIT_BAD_INPUT);
+    return;
+  }
   const log = flags.output === 'json' ? deps.stderr : deps.stdout;
   const controller = new AbortController();
   let interrupts = 0;
@@ -154,7 +167,8 @@ async function runTask(flags: RunFlags, contextArg: string | undefined, deps: Ru
       context,
       registryLogins: logins,
       secrets: Object.values(prepared.secretValues),
-      dockerSocket: flags.dockerSocket,
+      dockerSocket: flags.dockerSocket && flags.policy === 'trusted',
+      confinement: confinementOf(flags.policy),
       timeoutSeconds: flags.timeout,
       maxParallel: flags.maxParallel,
       signal: controller.signal,

@@ -2,6 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { KilnError } from '../errors';
+import { parseMemory, POLICIES, type Policy, type StepLimits } from '../runs/policy';
 
 /**
  * `kiln serve` (API + reconciler + worker in one process), `kiln api` and `kiln worker`:
@@ -36,6 +37,10 @@ export interface ServiceOptions {
   allowPrivateSources: boolean;
   /** Seconds between two passes of the trigger pollers (each poll has its own interval). */
   pollTick: number;
+  /** What runs' steps may ask of the host (`--policy`); a saved task may say otherwise. */
+  policy: Policy;
+  /** Per-step limits of every run (`--step-memory`, `--step-cpus`, `--step-pids`). */
+  limits: StepLimits;
 }
 
 export interface RunningService {
@@ -73,6 +78,10 @@ interface ServiceFlags {
   dockerSocket: boolean;
   allowPrivateSources?: boolean;
   pollTick?: number;
+  policy?: Policy;
+  stepMemory?: number;
+  stepCpus?: number;
+  stepPids?: number;
 }
 
 function integer(min: number, max: number): (text: string) => number {
@@ -81,6 +90,16 @@ function integer(min: number, max: number): (text: string) => number {
     if (!/^\d+$/.test(text) || n < min || n > max) throw new KilnError('invalid_input', `"${text}" is not a whole number from ${min} to ${max}`);
     return n;
   };
+}
+
+function memoryOption(text: string): number {
+  return parseMemory(text);
+}
+
+function cpusOption(text: string): number {
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || n <= 0 || n > 1024) throw new KilnError('invalid_input', `"${text}" is not a number of CPUs (e.g. 1.5)`);
+  return n;
 }
 
 /** `--api-url`: an http(s) URL, without credentials, query or fragment (a path is kept as the base). */
@@ -103,7 +122,13 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
     cmd
       .addOption(new Option('--host <address>', 'the address the API listens on').default('127.0.0.1'))
       .addOption(new Option('--port <port>', 'the API port').argParser(integer(0, 65535)).default(8080))
-      .addOption(new Option('--poll-tick <seconds>', 'how often the trigger pollers look for git remotes and base images due a poll').argParser(integer(1, 300)).default(5));
+      .addOption(new Option('--poll-tick <seconds>', 'how often the trigger pollers look for git remotes and base images due a poll').argParser(integer(1, 300)).default(5))
+      .addOption(
+        new Option('--policy <policy>', "what steps may ask of the host: restricted (no privileged steps, host network or Docker socket; capabilities dropped) or trusted (as ACR allows); a saved task's own policy wins").choices([...POLICIES]).default('restricted'),
+      )
+      .addOption(new Option('--step-memory <size>', 'memory per step container, e.g. 2g (no swap)').argParser(memoryOption).default(2 * 1024 ** 3, '2g'))
+      .addOption(new Option('--step-cpus <n>', 'CPUs per step container, e.g. 1.5').argParser(cpusOption).default(2))
+      .addOption(new Option('--step-pids <n>', 'processes per step container').argParser(integer(16, 1_048_576)).default(1024));
   const workerOptions = (cmd: Command): Command =>
     cmd
       .addOption(new Option('--concurrency <n>', 'runs at once on this worker').argParser(integer(1, 64)).default(2))
@@ -134,6 +159,8 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
       dockerSocket: flags.dockerSocket ?? true,
       allowPrivateSources: flags.allowPrivateSources ?? deps.env.KILN_ALLOW_PRIVATE_SOURCES === '1',
       pollTick: flags.pollTick ?? 5,
+      policy: flags.policy ?? 'restricted',
+      limits: { memoryBytes: flags.stepMemory ?? 2 * 1024 ** 3, cpus: flags.stepCpus ?? 2, pids: flags.stepPids ?? 1024 },
     };
     const service = await deps.startService(options);
     const what = [parts.api ? `API on ${service.url}` : '', parts.worker ? `worker (${options.platform}, pool ${options.pool}, ${options.concurrency} at once)` : '']

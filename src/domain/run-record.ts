@@ -37,6 +37,13 @@ export interface RunRequest {
   pool: string;
   /** A run still Queued this many seconds after it was created ends `Expired`. */
   queueTtl: number;
+  /**
+   * What its steps may ask of the host (runs/policy.ts): `trusted` or `restricted`. Runs stored
+   * before policies existed have none and count as restricted.
+   */
+  policy?: 'trusted' | 'restricted';
+  /** Per-step limits: memory bytes, CPUs, processes. */
+  limits?: { memoryBytes?: number; cpus?: number; pids?: number };
 }
 
 /** Secret parts of a request: encrypted at rest, given only to the worker that runs it. */

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'invalid_reference' // an image reference does not follow the grammar
   | 'backend' // a container engine call failed
   | 'not_found'
+  | 'forbidden' // the server's policy does not allow what was asked
   | 'internal';
 
 export class KilnError extends Error {

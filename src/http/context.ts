@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Policy, StepLimits } from '../runs/policy';
 import type { SubmitDeps } from '../runs/submit';
 import type { LogStore, RunQueue, RunStore, TaskStore, TokenStore } from '../runs/store';
 import type { TriggerService } from '../triggers/service';
@@ -19,6 +20,10 @@ export interface AppDefaults {
   queueTtl: number;
   /** The largest uploaded context, bytes. */
   uploadCapBytes: number;
+  /** What runs' steps may ask of the host (runs/policy.ts); default `restricted`. */
+  policy?: Policy;
+  /** Per-step limits of every run; a saved task may set its own. */
+  limits?: StepLimits;
 }
 
 export interface AppDeps {

@@ -103,6 +103,8 @@ export function toHttpError(err: unknown): HttpError {
         return new HttpError(400, err.message, { cause: err });
       case 'not_found':
         return new HttpError(404, err.message, { cause: err });
+      case 'forbidden':
+        return new HttpError(403, err.message, { cause: err, type: 'urn:kiln:problem:policy-denied' });
       default:
         break;
     }

@@ -23,11 +23,13 @@ export function registerRunRoutes(app: Express, ctx: RouteContext): void {
   const uploadTo = (fields: FieldKinds) => ({ upload: { dir: deps.uploadsDir, capBytes: deps.defaults.uploadCapBytes, fields } });
 
   /** What every manual run shares: the server's defaults and who asked. */
-  const manualRun = (who: string | undefined): Pick<SubmitInput, 'trigger' | 'platform' | 'pool' | 'queueTtl'> => ({
+  const manualRun = (who: string | undefined): Pick<SubmitInput, 'trigger' | 'platform' | 'pool' | 'queueTtl' | 'policy' | 'limits'> => ({
     trigger: who ? { type: 'Manual', by: who } : { type: 'Manual' },
     platform: deps.defaults.platform,
     pool: deps.defaults.pool,
     queueTtl: deps.defaults.queueTtl,
+    policy: deps.defaults.policy ?? 'restricted',
+    limits: deps.defaults.limits ?? {},
   });
 
   app.post('/v1/runs', requireRole('runner'), async (req, res) => {

@@ -108,6 +108,16 @@ export const TASK_SCHEMA = {
     timeout,
     concurrency: { type: 'integer', minimum: 0, maximum: 1000 },
     status: { enum: ['Enabled', 'Disabled'] },
+    policy: { enum: ['trusted', 'restricted'] },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        memory: { type: 'string', pattern: '^[0-9]{1,12}[bkmgBKMG]?$' },
+        cpus: { type: 'number', exclusiveMinimum: 0, maximum: 1024 },
+        pids: { type: 'integer', minimum: 16, maximum: 1048576 },
+      },
+    },
     triggers: {
       type: 'object',
       additionalProperties: false,
@@ -213,6 +223,8 @@ export interface TaskBody {
   timeout?: number;
   concurrency?: number;
   status?: 'Enabled' | 'Disabled';
+  policy?: 'trusted' | 'restricted';
+  limits?: { memory?: string; cpus?: number; pids?: number };
   triggers?: TriggersInput;
 }
 

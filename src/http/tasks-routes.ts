@@ -1,6 +1,7 @@
 import type { Express } from 'express';
 import type { SavedTask, TaskInput, TaskSealed } from '../runs/store';
-import { checkTask, contextSource, INLINE_TASK_FILE, submitTaskRun } from '../runs/submit';
+import { parseMemory } from '../runs/policy';
+import { checkTask, contextSource, INLINE_TASK_FILE, submitTaskRun, taskConfinement } from '../runs/submit';
 import { normalizeTriggers } from '../triggers/settings';
 import type { RouteContext } from './context';
 import { principal } from './auth';
@@ -45,6 +46,8 @@ export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
           registry,
           hostSecrets: true,
           secretsMayComeLater: true,
+          // Saved as the policy its runs will have: a denied key is refused now, not at each run.
+          policy: taskConfinement({ policy: body.policy }, defaults).policy,
         },
         ctx.submitDeps,
       );
@@ -63,6 +66,11 @@ export function registerTaskRoutes(app: Express, ctx: RouteContext): void {
     if (body.context !== undefined) input.context = body.context;
     if (body.values !== undefined) input.values = body.values;
     if (body.registry !== undefined) input.registry = body.registry;
+    if (body.policy !== undefined) input.policy = body.policy;
+    if (body.limits !== undefined) {
+      if (body.limits.memory !== undefined) parseMemory(body.limits.memory);
+      input.limits = body.limits;
+    }
     const sealed: TaskSealed = {};
     if (body.secrets !== undefined) sealed.secrets = body.secrets;
     if (body.credentials !== undefined) sealed.credentials = body.credentials;

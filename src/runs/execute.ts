@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Backend, BuildContextSource, RegistryLogin } from '../backend/types';
+import type { Backend, BuildContextSource, RegistryLogin, StepConfinement } from '../backend/types';
 import type { BuildContext, Plan } from '../domain/plan';
 import type { RunResult } from '../domain/run-result';
 import { scanDockerfile } from '../plan';
@@ -20,6 +20,8 @@ export interface ExecuteRunOptions {
   registryLogins: readonly RegistryLogin[];
   secrets: readonly string[];
   dockerSocket: boolean;
+  /** How step containers are confined (default: not restricted, no limits). */
+  confinement?: StepConfinement;
   timeoutSeconds?: number;
   maxParallel?: number;
   signal?: AbortSignal;
@@ -80,6 +82,7 @@ export async function executeRun(options: ExecuteRunOptions): Promise<RunResult>
       secrets: options.secrets,
       registryLogins: options.registryLogins,
       dockerSocket: options.dockerSocket,
+      ...(options.confinement ? { confinement: options.confinement } : {}),
       workspace,
       resolveContext,
       scanDependencies: (dockerfile, opts) => scanDockerfile(dockerfile, opts),

@@ -135,6 +135,10 @@ export interface SavedTask {
   status: 'Enabled' | 'Disabled';
   /** Runs of this task at once; 0 = no limit. */
   concurrency: number;
+  /** What its steps may ask of the host; absent: the server's policy. Admins set it. */
+  policy?: 'trusted' | 'restricted';
+  /** Per-step limits over the server's: memory as Docker writes it (`512m`), CPUs, processes. */
+  limits?: { memory?: string; cpus?: number; pids?: number };
   /** Normalized: every setting present (see triggers/settings). */
   triggers: TaskTriggers;
   createdAt: string;

@@ -7,6 +7,7 @@ import { parseContext } from '../plan';
 import { SecretMasker } from '../runtime';
 import { mergeValues, SECRET_PLACEHOLDER } from '../task';
 import { hasErrors, prepareTask } from './prepare';
+import { checkPolicy, parseMemory, type Policy, type StepLimits } from './policy';
 import { makeSecretResolver } from './secrets';
 import type { RunQueue, RunStore, SavedTask, TaskStore } from './store';
 
@@ -45,6 +46,8 @@ export interface CheckTaskInput {
    * as a placeholder instead of being an error.
    */
   secretsMayComeLater?: boolean;
+  /** Refuse (PolicyDeniedError) what this policy does not allow; default `trusted`. */
+  policy?: Policy;
 }
 
 export interface CheckTaskDeps {
@@ -80,6 +83,7 @@ export async function checkTask(input: CheckTaskInput, deps: CheckTaskDeps = {})
   const masker = new SecretMasker(Object.values(provided));
   const diagnostics = prepared.diagnostics.map((d) => ({ ...d, message: masker.mask(d.message) }));
   if (hasErrors(diagnostics) || !prepared.plan) throw new TaskInvalidError(diagnostics);
+  checkPolicy(prepared.plan, input.policy ?? 'trusted');
   return diagnostics;
 }
 
@@ -195,6 +199,7 @@ export async function submitRun(input: SubmitInput, deps: SubmitDeps): Promise<S
         secrets: secrets.secrets,
         registry: input.registry,
         hostSecrets,
+        policy: input.policy ?? 'restricted',
       },
       deps,
     );
@@ -243,7 +248,17 @@ export interface TaskRunInput {
 
 export interface TaskRunDeps extends SubmitDeps {
   tasks: Pick<TaskStore, 'secretsOf'>;
-  defaults: { registry?: string; queueTtl: number };
+  /** The server's: policy `restricted` and no limits when it names none. */
+  defaults: { registry?: string; queueTtl: number; policy?: Policy; limits?: StepLimits };
+}
+
+/** A saved task's policy and limits: its own where an admin set them, else the server's. */
+export function taskConfinement(task: Pick<SavedTask, 'policy' | 'limits'>, defaults: { policy?: Policy; limits?: StepLimits }): { policy: Policy; limits: StepLimits } {
+  const limits: StepLimits = { ...defaults.limits };
+  if (task.limits?.memory !== undefined) limits.memoryBytes = parseMemory(task.limits.memory);
+  if (task.limits?.cpus !== undefined) limits.cpus = task.limits.cpus;
+  if (task.limits?.pids !== undefined) limits.pids = task.limits.pids;
+  return { policy: task.policy ?? defaults.policy ?? 'restricted', limits };
 }
 
 /** Submits a run of a saved task, however it was started (the API, a webhook, a timer...). */
@@ -265,6 +280,7 @@ export async function submitTaskRun(task: SavedTask, input: TaskRunInput, deps: 
       platform: task.platform,
       pool: task.pool,
       queueTtl: deps.defaults.queueTtl,
+      ...taskConfinement(task, deps.defaults),
       hostSecrets: true,
     },
     deps,

@@ -21,6 +21,7 @@ import { SourceFetchError, extractTar, fetchGitContext, fetchTarContext, type Ne
 import { DEFAULT_MAX_TASK_BYTES, makeAliasSourceLoader, mergeValues } from '../task';
 import { executeRun } from './execute';
 import { hasErrors, prepareTask } from './prepare';
+import { confinementOf, PolicyDeniedError, policyViolations, type Policy } from './policy';
 import { makeSecretResolver } from './secrets';
 import type { Claim, LogStore, RunStore } from './store';
 import { signUploadPath } from './upload-url';
@@ -209,6 +210,10 @@ async function runAttempt(attempt: Attempt, startedAt: Date): Promise<RunResult>
       const errors = prepared.diagnostics.filter((d) => d.severity === 'error').map(formatDiagnostic);
       return notRun(runId, 'Failed', errors.join('\n') || 'the task is not valid', startedAt);
     }
+    // The API checked an inline task already; a task file read from the source is checked here.
+    const policy: Policy = claim.request.policy ?? 'restricted';
+    const denied = policyViolations(prepared.plan, policy);
+    if (denied.length > 0) return notRun(runId, 'Failed', new PolicyDeniedError(denied).message, startedAt);
     // A run for a new base image builds from it, not from an older copy the engine has.
     const plan: Plan = claim.request.trigger.type === 'BaseImageUpdate' ? pullingBases(prepared.plan) : prepared.plan;
     const progress = new ProgressReporter(options.store, claim, plan.steps.map((s) => s.id), () => refuse(attempt), attempt.log, options.progressIntervalMs ?? 500);
@@ -226,7 +231,9 @@ async function runAttempt(attempt: Attempt, startedAt: Date): Promise<RunResult>
         gitCommit: source.gitCommit,
         registryLogins: claim.secrets.credentials,
         secrets,
-        dockerSocket: options.dockerSocket,
+        // The socket is root on the host: only trusted runs get it, when this worker offers it.
+        dockerSocket: options.dockerSocket && policy === 'trusted',
+        confinement: confinementOf(policy, claim.request.limits),
         timeoutSeconds: claim.request.timeout,
         maxParallel: options.maxParallel,
         signal,

@@ -6,6 +6,7 @@ import {
   type RegistryLogin,
   type RunEnvironment,
   type StepIo,
+  type StepConfinement,
 } from '../backend/types';
 import { formatImageRef, parseImageRef, withDefaultTag, type ImageRef } from '../domain/image-ref';
 import type { BuildContext, Plan, PlanBuildStep, PlanCmdStep, PlanPushStep, PlanStep } from '../domain/plan';
@@ -39,6 +40,8 @@ export interface ExecuteOptions {
   registryLogins?: readonly RegistryLogin[];
   /** Steps get the engine's socket (they may run `docker`). */
   dockerSocket?: boolean;
+  /** How step containers are confined (default: not restricted, no limits). */
+  confinement?: StepConfinement;
   /** The run's source context, extracted into /workspace before the first step. */
   workspace?: () => Readable;
   /**
@@ -185,6 +188,7 @@ class Execution {
         volumes: this.plan.volumes,
         registryLogins: this.options.registryLogins ?? [],
         dockerSocket: this.options.dockerSocket ?? false,
+        ...(this.options.confinement ? { confinement: this.options.confinement } : {}),
         stepsOverlap: stepsMayOverlap(this.plan, this.options.maxParallel),
       },
       this.runAbort.signal,

@@ -74,12 +74,16 @@ const EXPECTED: Readonly<Record<string, string>> = {
   object: 'a map',
 };
 
+const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
 function toIssue(e: ErrorObject, data: unknown, strict: boolean): Issue {
   const path = toPath(e.instancePath, data);
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
     case 'additionalProperties': {
       const key = String(p.additionalProperty);
+      // Keys that name an object's prototype machinery are never harmless noise: refused always.
+      if (PROTOTYPE_KEYS.has(key)) return error([...path, key], `the key "${key}" is not allowed`, true);
       const message = strict ? `unknown key "${key}"` : `unknown key "${key}" is ignored`;
       return strict ? error([...path, key], message, true) : warning([...path, key], message, true);
     }

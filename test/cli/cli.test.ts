@@ -78,6 +78,17 @@ describe('kiln validate', () => {
   });
 });
 
+describe('kiln run --policy', () => {
+  it('refuses with exit 2 what the restricted policy denies, naming each key, before anything runs', async () => {
+    const file = tempTask('steps:\n  - cmd: busybox id\n    privileged: true\n  - cmd: busybox true\n    network: host\n');
+    const r = await kiln('run', '-f', file, '--policy', 'restricted');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}: steps[0].privileged: privileged steps are denied by the server's restricted policy`);
+    expect(r.stderr).toContain(`${file}: steps[1].network: the host's network is denied by the server's restricted policy`);
+    expect((await kiln('run', '-f', file, '--policy', 'sometimes')).code).toBe(2);
+  });
+});
+
 describe('kiln render', () => {
   it('prints the rendered YAML by default', async () => {
     const r = await kiln('render', '-f', join(EXAMPLES, 'build-push', 'acb.yaml'), '--registry', 'reg.example:5000', '--id', 'ca7');

@@ -116,6 +116,8 @@ export interface RequestOptions {
 
 export interface HarnessOptions {
   overrides?: Partial<AppDeps>;
+  /** Over the harness's defaults (a restricted server with no limits). */
+  defaults?: Partial<AppDeps['defaults']>;
   uploadCapBytes?: number;
   /** Build deps from the store (for swapping one part for a broken one). */
   deps?: (store: RedisStore, queue: RecordingQueue, redis: { redis: Redis; prefix: string }) => Partial<AppDeps>;
@@ -135,7 +137,7 @@ export async function startApi(name: string, options: HarnessOptions = {}): Prom
     tokens: store.tokens,
     queue,
     uploadsDir,
-    defaults: { registry: '127.0.0.1:5000', platform: 'linux/amd64', pool: 'default', timeout: 3600, queueTtl: 600, uploadCapBytes: options.uploadCapBytes ?? 1024 * 1024 },
+    defaults: { registry: '127.0.0.1:5000', platform: 'linux/amd64', pool: 'default', timeout: 3600, queueTtl: 600, uploadCapBytes: options.uploadCapBytes ?? 1024 * 1024, ...options.defaults },
     ready: async () => (await redis.ping()) === 'PONG',
     logger: pino({ level: 'info' }, log.stream),
     metrics: createMetrics(),

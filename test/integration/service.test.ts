@@ -37,6 +37,8 @@ function options(redisUrl: string, parts: { api: boolean; worker: boolean }, dat
     dockerSocket: false,
     allowPrivateSources: true,
     pollTick: 5,
+    policy: 'restricted',
+    limits: { memoryBytes: 1024 ** 3, pids: 512 },
   };
 }
 

@@ -188,6 +188,8 @@ beforeAll(async () => {
       dockerSocket: false,
       allowPrivateSources: true,
       pollTick: 1,
+      policy: 'restricted',
+      limits: { memoryBytes: 1024 ** 3, pids: 512 },
     },
     { KILN_SECRET_KEY: 'cd'.repeat(32) },
     logger,

@@ -337,3 +337,33 @@ async function waitFor(check: () => Promise<boolean>, ms = 20_000): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+describe('the policy on the worker', () => {
+  it('fails a task file read from the source that asks for what its restricted policy denies, before any step runs', async () => {
+    const uploadId = await upload([{ name: 'acb.yaml', content: 'steps:\n  - id: root\n    cmd: busybox id\n    privileged: true\n' }], false);
+    const claim = await claimed('', { source: { kind: 'upload', uploadId, bytes: 1 }, policy: 'restricted' });
+    const outcome = await execute(claim);
+    expect(outcome).toMatchObject({ outcome: 'finished', result: { status: 'Failed', error: expect.stringContaining("steps[0].privileged: privileged steps are denied by the server's restricted policy") } });
+    expect(await leftovers(claim.runId)).toEqual([]);
+  }, 30_000);
+
+  it('never gives a restricted run the Docker socket, even on a worker that offers it; a trusted run gets it', async () => {
+    const task = 'steps:\n  - id: sock\n    cmd: busybox sh -c "test -S /var/run/docker.sock && echo socket || echo no-socket"\n';
+    const restricted = await claimed(task, { policy: 'restricted' });
+    expect(await execute(restricted, { dockerSocket: true })).toMatchObject({ outcome: 'finished', result: { status: 'Succeeded' } });
+    expect(await lines(restricted.runId)).toContainEqual({ step: 'sock', line: 'no-socket' });
+    const trusted = await claimed(task, { policy: 'trusted' });
+    expect(await execute(trusted, { dockerSocket: true })).toMatchObject({ outcome: 'finished', result: { status: 'Succeeded' } });
+    expect(await lines(trusted.runId)).toContainEqual({ step: 'sock', line: 'socket' });
+  }, 30_000);
+
+  it('runs restricted steps without capabilities and within the run limits', async () => {
+    const claim = await claimed('steps:\n  - id: caps\n    cmd: busybox sh -c "grep -E \'^(CapEff|NoNewPrivs):\' /proc/self/status; cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null; true"\n', {
+      policy: 'restricted',
+      limits: { pids: 99, memoryBytes: 256 * 1024 ** 2 },
+    });
+    expect(await execute(claim)).toMatchObject({ outcome: 'finished', result: { status: 'Succeeded' } });
+    const out = (await lines(claim.runId)).filter((l) => l.step === 'caps').map((l) => l.line.replace(/\s+/g, ' '));
+    expect(out).toEqual(expect.arrayContaining(['CapEff: 0000000000000000', 'NoNewPrivs: 1', '99']));
+  }, 30_000);
+});
