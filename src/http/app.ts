@@ -1,4 +1,5 @@
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
+import helmet from 'helmet';
 import { KilnError } from '../errors';
 import { StoreUnavailableError } from '../runs/submit';
 import { DEFAULT_AUTH_FAILURE_LIMIT, FailureLimiter, makeRoleGuard, principal } from './auth';
@@ -49,8 +50,11 @@ export function createApp(input: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use(timeRequests(deps.metrics));
-  app.use((_req, res, next) => {
-    res.set('X-Content-Type-Options', 'nosniff');
+  app.use(securityHeaders());
+  // Answers under /v1 can carry run data (status, logs, task settings): no cache may keep them.
+  // A route may still say more (a log follower adds `no-transform`).
+  app.use('/v1', (_req, res, next) => {
+    res.set('Cache-Control', 'no-store');
     next();
   });
   app.use((req, res, next) => {
@@ -86,6 +90,27 @@ export function createApp(input: AppDeps): Express {
   app.use(notFoundHandler);
   app.use(problemHandler(logger));
   return app;
+}
+
+/**
+ * The standard security headers, strict for an API that answers only JSON, problems, text logs
+ * and event streams: nothing may load, frame or embed an answer (CSP `default-src 'none';
+ * frame-ancestors 'none'`, X-Frame-Options DENY, Cross-Origin-Resource-Policy same-origin), no
+ * Referer leaves, no MIME sniffing, no X-Powered-By. A web console, when there is one, gets its
+ * own, looser policy on its own routes.
+ *
+ * HSTS is off: the API binds to 127.0.0.1 over plain http by default, where the header means
+ * nothing, and a TLS proxy in front of it (the only place it would mean something) is where it
+ * belongs, since only that proxy knows whether every name it serves speaks https.
+ */
+function securityHeaders(): RequestHandler {
+  return helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    xFrameOptions: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+    strictTransportSecurity: false,
+  });
 }
 
 /**

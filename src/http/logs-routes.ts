@@ -76,7 +76,7 @@ async function followLog(res: Response, ctx: RouteContext, run: RunDocument, aft
 
   res.status(200).set({
     'Content-Type': 'text/event-stream; charset=utf-8',
-    'Cache-Control': 'no-cache, no-transform',
+    'Cache-Control': 'no-store, no-transform',
     Connection: 'keep-alive',
     // Proxies that buffer responses (nginx) would hold the events back.
     'X-Accel-Buffering': 'no',
