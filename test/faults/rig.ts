@@ -92,16 +92,27 @@ export class Rig {
     return this.client;
   }
 
-  async startApi(args: string[] = []): Promise<void> {
+  /**
+   * The API process; `privateSources: false` makes it a server that refuses loopback and private
+   * destinations (hostile-input cases), as the workers `startWorker` then starts do too.
+   */
+  async startApi(args: string[] = [], options: { privateSources?: boolean } = {}): Promise<void> {
     if (this.apiPort === 0) this.apiPort = await freePort();
-    this.api = this.kiln(['api', '--port', String(this.apiPort), '--registry', REGISTRY, '--allow-private-sources', '--poll-tick', '1', ...args]);
+    this.privateSources = options.privateSources ?? true;
+    this.api = this.kiln(['api', '--port', String(this.apiPort), '--registry', REGISTRY, ...this.privateFlag(), '--poll-tick', '1', ...args]);
     await this.until('the API to be ready', 20_000, async () => (await fetch(`${this.url}/readyz`).catch(() => undefined))?.ok === true);
   }
 
   startWorker(options: WorkerOptions = {}): Proc {
-    const worker = this.kiln(['worker', '--concurrency', String(options.concurrency ?? 2), '--no-docker-socket', '--allow-private-sources', ...(options.args ?? [])]);
+    const worker = this.kiln(['worker', '--concurrency', String(options.concurrency ?? 2), '--no-docker-socket', ...this.privateFlag(), ...(options.args ?? [])]);
     this.workers.push(worker);
     return worker;
+  }
+
+  private privateSources = true;
+
+  private privateFlag(): string[] {
+    return this.privateSources ? ['--allow-private-sources'] : [];
   }
 
   private kiln(args: string[]): Proc {
