@@ -345,6 +345,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
   };
   const sweepTimer = setInterval(runSweep, options.sweepIntervalMs ?? 60_000);
   runSweep();
+  // A worker killed just before this one started still has a live heartbeat for up to its TTL, so
+  // the sweep at start leaves its containers alone: one more sweep once that heartbeat has expired.
+  const lateSweep = setTimeout(runSweep, heartbeatTtlMs + 1000);
 
   void worker.run().catch((err: unknown) => log.error({ err: errorText(err) }, 'worker stopped'));
   try {
@@ -352,6 +355,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
   } catch (err) {
     clearInterval(heartbeatTimer);
     clearInterval(sweepTimer);
+    clearTimeout(lateSweep);
     await settlesWithin(worker.close(true), 2000);
     await settlesWithin(stopCancels(), 2000);
     redis.disconnect();
@@ -370,6 +374,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
     closing ??= (async () => {
       log.info({ graceMs, running: [...active.keys()] }, 'worker closing');
       clearInterval(sweepTimer);
+      clearTimeout(lateSweep);
       // The heartbeat goes on while runs finish: without it other workers would sweep their containers.
       const closed = worker.close();
       closed.catch(() => undefined);

@@ -66,3 +66,36 @@ describe('compose.yaml', () => {
     expect(await started('worker')).toMatchObject({ api: false, worker: true, concurrency: 2, dataDir: '/data', redisUrl: 'redis://redis:6379' });
   });
 });
+
+describe('the service options and start-up', () => {
+  it('defaults to the restricted policy with step limits, and takes the flags and KILN_ALLOW_PRIVATE_SOURCES', async () => {
+    expect(await startedWith(['serve'])).toMatchObject({ policy: 'restricted', limits: { memoryBytes: 2 * 1024 ** 3, cpus: 2, pids: 1024 }, allowPrivateSources: false, pollTick: 5 });
+    expect(await startedWith(['api', '--policy', 'trusted', '--step-memory', '512m', '--step-cpus', '0.5', '--step-pids', '64', '--poll-tick', '1'], { KILN_ALLOW_PRIVATE_SOURCES: '1' })).toMatchObject({
+      policy: 'trusted',
+      limits: { memoryBytes: 512 * 1024 ** 2, cpus: 0.5, pids: 64 },
+      allowPrivateSources: true,
+      pollTick: 1,
+    });
+    await expect(startedWith(['serve', '--policy', 'lax'])).rejects.toThrow();
+    await expect(startedWith(['serve', '--step-memory', 'lots'])).rejects.toThrow(/memory/);
+  });
+
+  it('ends the process when the service cannot start (nothing half-started stays alive)', async () => {
+    const exits: number[] = [];
+    const lines: string[] = [];
+    const program = new Command().exitOverride();
+    registerServiceCommands(program, {
+      stderr: { write: (text: string) => lines.push(text) } as unknown as NodeJS.WritableStream,
+      env: {},
+      startService: async () => {
+        throw new Error('Connection is closed.');
+      },
+      untilStopped: async () => 'SIGTERM',
+      setExitCode: () => undefined,
+      forceExit: (code) => exits.push(code),
+    });
+    await expect(program.parseAsync(['worker'], { from: 'user' })).rejects.toThrow('Connection is closed.');
+    expect(exits).toEqual([1]);
+    expect(lines.join('')).toContain('kiln: could not start: Connection is closed.');
+  });
+});
