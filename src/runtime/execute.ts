@@ -77,7 +77,8 @@ export function stepsMayOverlap(plan: Plan, maxParallel = Number.POSITIVE_INFINI
   const chained = (group: readonly PlanStep[]): boolean => group.every((s, i) => i === 0 || s.dependsOn.includes(group[i - 1].id));
   return !chained(plan.steps.filter((s) => !s.finally)) || !chained(plan.steps.filter((s) => s.finally));
 }
-const PUSH_ATTEMPTS = 3;
+/** A push whose registry is unreachable is tried again after 1, 2, 4, 8 and 16 s: ~30 s in all. */
+const PUSH_ATTEMPTS = 6;
 /** Output kept per attempt for `retryOnErrors` matching. */
 const RETRY_OUTPUT_CAP = 1024 * 1024;
 
@@ -409,7 +410,7 @@ class Execution {
     return undefined;
   }
 
-  /** Each image gets up to three attempts with backoff when the failure is transient. */
+  /** Each image gets up to PUSH_ATTEMPTS attempts with backoff when the failure is transient. */
   private async pushWithRetries(env: RunEnvironment, image: string, io: StepIo): Promise<string> {
     for (let attempt = 1; ; attempt++) {
       try {

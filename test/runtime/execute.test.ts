@@ -216,6 +216,14 @@ steps:
     expect(result.outputImages).toEqual([{ registry: 'myregistry.azurecr.io', repository: 'app', tag: 'ca1', digest }]);
   });
 
+  it('gives a push to an unreachable registry six attempts (about 30 s of backoff), then fails', async () => {
+    const image = 'myregistry.azurecr.io/app:ca1';
+    const down = { error: { message: 'connection refused', transient: true } };
+    const { result, backend } = await run('version: v1.1.0\nsteps:\n  - push: ["$Registry/app:$ID"]\n', { [image]: Array.from({ length: 7 }, () => down) });
+    expect(result.status).toBe('Failed');
+    expect(backend.callsOf('pushImage', image)).toHaveLength(6);
+  });
+
   it('does not retry a push that was refused', async () => {
     const image = 'myregistry.azurecr.io/app:ca1';
     const { result, backend } = await run('version: v1.1.0\nsteps:\n  - push: ["$Registry/app:$ID"]\n', { [image]: [{ error: { message: 'unauthorized: authentication required' } }] });
