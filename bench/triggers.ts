@@ -13,11 +13,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { RedisTriggerStore } from '../src/triggers/redis-store';
+import { freePort } from './ports';
 
 const KILN = join(__dirname, '..', 'src', 'bin', 'kiln.js');
 const REDIS_URL = 'redis://127.0.0.1:6379/8';
@@ -28,16 +28,6 @@ const children: ChildProcess[] = [];
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 async function waitUntil(what: string, ms: number, probe: () => Promise<boolean>): Promise<void> {

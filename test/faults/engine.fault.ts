@@ -31,10 +31,7 @@ async function startEngine(): Promise<void> {
 }
 
 beforeAll(async () => {
-  rig = new Rig();
-  await rig.startRedis();
-  await rig.startApi();
-  rig.startWorker();
+  rig = await Rig.started();
 }, 60_000);
 
 afterAll(async () => {

@@ -11,10 +11,7 @@ let rig: Rig;
 const hogs: ChildProcess[] = [];
 
 beforeAll(async () => {
-  rig = new Rig();
-  await rig.startRedis();
-  await rig.startApi();
-  rig.startWorker({ concurrency: 4 });
+  rig = await Rig.started({ concurrency: 4 });
 }, 60_000);
 
 afterAll(async () => {

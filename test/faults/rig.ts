@@ -67,6 +67,15 @@ export class Rig {
   private readonly outputs: string[] = [];
   private client: Redis | undefined;
 
+  /** A rig with Redis, the API and one worker running (the usual start of a case). */
+  static async started(worker: WorkerOptions = {}): Promise<Rig> {
+    const rig = new Rig();
+    await rig.startRedis();
+    await rig.startApi();
+    rig.startWorker(worker);
+    return rig;
+  }
+
   get redisUrl(): string {
     return `redis://:${this.password}@127.0.0.1:${this.redisPort}`;
   }

@@ -5,10 +5,7 @@ import { record, Rig } from './rig';
 let rig: Rig;
 
 beforeAll(async () => {
-  rig = new Rig();
-  await rig.startRedis();
-  await rig.startApi();
-  rig.startWorker();
+  rig = await Rig.started();
 }, 60_000);
 
 afterAll(async () => {
