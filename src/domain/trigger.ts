@@ -58,11 +58,6 @@ export type RunTrigger =
       scheduledFor: string;
     };
 
-/** The value of `.Run.TriggeredBy` and of the `trigger` filter: the trigger's type. */
-export function triggeredBy(trigger: RunTrigger): TriggerType {
-  return trigger.type;
-}
-
 export const SOURCE_EVENTS = ['commit', 'pullrequest'] as const;
 export type SourceEventKind = (typeof SOURCE_EVENTS)[number];
 
@@ -94,6 +89,20 @@ export interface TimerTrigger {
   /** An IANA time zone; UTC by default. */
   timezone: string;
   enabled: boolean;
+}
+
+/**
+ * What a source trigger defaults to for a task's context (its git parts, or undefined when the
+ * context is not a git URL): on for a git context; the branch its ref names (every branch when it
+ * names none, or a commit); every path under its subdirectory. The server fills these in; the CLI
+ * recognises them to leave them out when a task's context changes.
+ */
+export function sourceDefaults(git: { ref?: string; subdir?: string } | undefined): { enabled: boolean; branch: string; include: string[] } {
+  return {
+    enabled: git !== undefined,
+    branch: git?.ref && !/^[0-9a-f]{40}$/.test(git.ref) ? git.ref : '**',
+    include: [git?.subdir ? `${git.subdir}/**` : '**'],
+  };
 }
 
 /** A saved task's triggers, normalized. Write-only parts (the webhook secret) are not here. */

@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import { SOURCE_EVENTS, type SourceEventKind, type TaskTriggers, type TimerTrigger } from '../domain/trigger';
+import { SOURCE_EVENTS, sourceDefaults, type SourceEventKind, type TaskTriggers, type TimerTrigger } from '../domain/trigger';
 import { KilnError } from '../errors';
 import { checkSchedule } from '../queue';
 import { gitContextOf } from '../runs';
@@ -44,9 +44,10 @@ export function normalizeTriggers(input: TriggersInput | undefined, context: str
   const source = input?.source ?? {};
   const baseImage = input?.baseImage ?? {};
 
-  const branch = source.branch ?? (git?.ref && !/^[0-9a-f]{40}$/.test(git.ref) ? git.ref : '**');
+  const defaults = sourceDefaults(git);
+  const branch = source.branch ?? defaults.branch;
   checkGlob(branch, 'triggers.source.branch', problems);
-  const include = source.paths?.include ?? [git?.subdir ? `${git.subdir}/**` : '**'];
+  const include = source.paths?.include ?? defaults.include;
   const exclude = source.paths?.exclude ?? [];
   include.forEach((glob, i) => checkGlob(glob, `triggers.source.paths.include[${i}]`, problems));
   exclude.forEach((glob, i) => checkGlob(glob, `triggers.source.paths.exclude[${i}]`, problems));
@@ -54,7 +55,7 @@ export function normalizeTriggers(input: TriggersInput | undefined, context: str
   for (const event of events) {
     if (!(SOURCE_EVENTS as readonly string[]).includes(event)) problems.push(`triggers.source.events: "${event}" is not one of ${SOURCE_EVENTS.join(', ')}`);
   }
-  const sourceEnabled = source.enabled ?? git !== undefined;
+  const sourceEnabled = source.enabled ?? defaults.enabled;
   if (sourceEnabled && source.enabled === true && !git) problems.push('triggers.source.enabled: a source trigger needs a git context (--context https://host/repo.git#branch)');
   const sourcePoll = pollInterval(source.pollInterval, 'triggers.source.pollInterval', problems);
   const basePoll = pollInterval(baseImage.pollInterval, 'triggers.baseImage.pollInterval', problems);

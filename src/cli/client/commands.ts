@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { load as loadYaml } from 'js-yaml';
-import { SOURCE_EVENTS, TRIGGER_TYPES, type SourceEventKind, type TaskTriggers } from '../../domain/trigger';
+import { SOURCE_EVENTS, sourceDefaults, TRIGGER_TYPES, type SourceEventKind, type TaskTriggers } from '../../domain/trigger';
 import { RUN_STATUSES } from '../../domain/status';
 import { formatDiagnostic, KilnError } from '../../errors';
 import { parseContext } from '../../plan';
@@ -230,21 +230,20 @@ export function applyTriggerEdit(base: TriggersInput | undefined, edit: TriggerE
 
 /**
  * The stored triggers as the base of an update. The server derives some source settings from the
- * context (see triggers/settings.ts: on for a git context, the branch from its ref, the paths
- * from its subdirectory); when the update changes the context, those still at the old context's
+ * context (`sourceDefaults`: on for a git context, the branch from its ref, the paths from its
+ * subdirectory); when the update changes the context, those still at the old context's
  * defaults are left out so that the server derives them again from the new one.
  */
 export function storedTriggers(stored: TaskTriggers | undefined, oldContext: string | undefined, newContext: string | undefined): TriggersInput {
   const triggers: TriggersInput = structuredClone(stored ?? {});
   if (newContext === undefined || newContext === oldContext || !triggers.source) return triggers;
-  const git = oldContext === undefined ? undefined : parseContext(oldContext, []);
-  const ref = git?.kind === 'git' ? git.ref : undefined;
-  const subdir = git?.kind === 'git' ? git.subdir : undefined;
+  const parsed = oldContext === undefined ? undefined : parseContext(oldContext, []);
+  const defaults = sourceDefaults(parsed?.kind === 'git' ? parsed : undefined);
   const source = triggers.source;
-  if (source.enabled === (git?.kind === 'git')) delete source.enabled;
-  if (source.branch === (ref && !/^[0-9a-f]{40}$/.test(ref) ? ref : '**')) delete source.branch;
+  if (source.enabled === defaults.enabled) delete source.enabled;
+  if (source.branch === defaults.branch) delete source.branch;
   const include = source.paths?.include;
-  if (source.paths && include?.length === 1 && include[0] === (subdir ? `${subdir}/**` : '**')) delete source.paths.include;
+  if (source.paths && include?.length === 1 && include[0] === defaults.include[0]) delete source.paths.include;
   return triggers;
 }
 
