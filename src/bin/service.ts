@@ -20,6 +20,7 @@ import { checkContextUrl, resolvePublicAddresses } from '../source/network';
 import { RedisPollMemory } from '../triggers/poll-memory';
 import { RedisTriggerStore } from '../triggers/redis-store';
 import { recordBuild, TriggerService } from '../triggers/service';
+import { errorMessage } from '../errors';
 
 /**
  * The service's composition root: the only place that builds Redis connections, the store, the
@@ -110,13 +111,13 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       tick: (name) => (name === 'poll' ? triggers.poll() : triggers.syncAllTimers()),
     });
     stops.push(() => scheduler.close());
-    await triggers.syncAllTimers().catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not sync the timers'));
+    await triggers.syncAllTimers().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'could not sync the timers'));
     // Uploads of runs that never reached a worker (canceled or expired while queued), and the
     // API's copy of those a worker on another host downloaded: gone once no run can need them.
     const sweepUploads = (): void => {
       removeOldUploads(uploadsDir, UPLOAD_MAX_AGE_MS)
         .then((removed) => removed.length > 0 && logger.info({ removed: removed.length }, 'removed old uploads'))
-        .catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not remove old uploads'));
+        .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'could not remove old uploads'));
     };
     sweepUploads();
     const uploadTimer = setInterval(sweepUploads, UPLOAD_SWEEP_INTERVAL_MS);

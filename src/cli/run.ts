@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Backend } from '../backend/types';
 import type { BuildContext } from '../domain/plan';
 import type { RunResult } from '../domain/run-result';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import { parseContext } from '../plan';
 import { executeRun } from '../runs/execute';
 import { dockerConfigLogins, mergeLogins, parseCredsFlags } from '../runs/logins';
@@ -156,7 +156,7 @@ async function runTask(flags: RunFlags, contextArg: string | undefined, deps: Ru
   const backend = await deps.createBackend();
   // What crashed `kiln run` processes on this host left behind goes, alongside this run.
   const sweeping = backend.sweep(({ owner }) => isDeadLocalOwner(owner)).catch((err: unknown) => {
-    deps.stderr.write(`kiln: could not remove what earlier runs left behind: ${err instanceof Error ? err.message : String(err)}\n`);
+    deps.stderr.write(`kiln: could not remove what earlier runs left behind: ${errorMessage(err)}\n`);
     return 0;
   });
   try {

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import { parseMemory, POLICIES, type Policy, type StepLimits } from '../runs/policy';
 
 /**
@@ -171,7 +171,7 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
     } catch (err) {
       // Half-started (Redis gone while connecting, a port taken...): connections it opened would
       // keep the process alive doing nothing; end it so that a supervisor starts it again.
-      deps.stderr.write(`kiln: could not start: ${err instanceof Error ? err.message : String(err)}\n`);
+      deps.stderr.write(`kiln: could not start: ${errorMessage(err)}\n`);
       deps.forceExit?.(1);
       throw err;
     }

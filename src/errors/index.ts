@@ -81,6 +81,11 @@ export class InvalidReferenceError extends KilnError {
   }
 }
 
+/** The message of anything thrown (an Error's message, else its text). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** Wraps anything thrown into a KilnError, once. */
 export function coerceError(thrown: unknown): KilnError {
   if (thrown instanceof KilnError) return thrown;

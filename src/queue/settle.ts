@@ -1,8 +1,4 @@
-/** Small helpers of the queue layer's shutdown and logging. */
-
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+/** The queue layer's shutdown helper. */
 
 /** Whether `promise` settles (either way) within `ms`. */
 export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {

@@ -2,10 +2,10 @@ import { Queue, UnrecoverableError, Worker, type Job, type JobSchedulerJson, typ
 import { CronExpressionParser } from 'cron-parser';
 import type { Redis } from 'ioredis';
 import type { TimerTrigger } from '../domain/trigger';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { DEFAULT_PREFIX } from './keys';
-import { errorText, settlesWithin } from './settle';
+import { settlesWithin } from './settle';
 
 /**
  * Timer triggers and poll ticks on BullMQ job schedulers, in one queue, `triggers`.
@@ -154,7 +154,7 @@ export function checkSchedule(schedule: string, timezone: string): string | unde
   try {
     CronExpressionParser.parse(schedule, { tz: timezone, currentDate: new Date() }).next();
   } catch (err) {
-    return `schedule "${schedule}": ${err instanceof Error ? err.message : String(err)}`;
+    return `schedule "${schedule}": ${errorMessage(err)}`;
   }
   return undefined;
 }
@@ -284,7 +284,7 @@ export class TriggerScheduler {
     worker.on('error', (err) => this.log?.warn({ err: err.message }, 'trigger worker error'));
     // Handlers log their own failures; this is the queue's view of it.
     worker.on('failed', (job, err) => this.log?.debug({ jobId: job?.id, job: job?.name, err: err.message }, 'trigger job failed'));
-    void worker.run().catch((err: unknown) => this.log?.error({ err: errorText(err) }, 'trigger worker stopped'));
+    void worker.run().catch((err: unknown) => this.log?.error({ err: errorMessage(err) }, 'trigger worker stopped'));
     try {
       await worker.waitUntilReady();
     } catch (err) {

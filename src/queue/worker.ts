@@ -23,7 +23,8 @@ import { checkWorkerId, defaultWorkerId, workerOwner } from './owner';
 import { beat, dropHeartbeat, type WorkerInfo } from './registry';
 import { sweepLeftovers } from './sweeper';
 import { TaskSlots } from './task-slots';
-import { errorText, settlesWithin } from './settle';
+import { settlesWithin } from './settle';
+import { errorMessage } from '../errors';
 
 /**
  * A worker: takes the jobs of one target (platform, pool) from BullMQ and runs each claimed
@@ -182,7 +183,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
     if (claim.attempt > 1) {
       // An earlier attempt's objects carry the same names as this one's will.
       const removed = await sweep(claim.runId).catch((err: unknown) => {
-        runLog.warn({ err: errorText(err) }, 'could not remove what earlier attempts left');
+        runLog.warn({ err: errorMessage(err) }, 'could not remove what earlier attempts left');
         return 0;
       });
       if (removed > 0) runLog.info({ removed }, 'removed what earlier attempts left');
@@ -209,7 +210,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
     });
     switch (outcome.outcome) {
       case 'finished':
-        await options.onFinished?.(claim.request, outcome.result).catch((err: unknown) => runLog.warn({ err: errorText(err) }, 'the finished-run hook failed'));
+        await options.onFinished?.(claim.request, outcome.result).catch((err: unknown) => runLog.warn({ err: errorMessage(err) }, 'the finished-run hook failed'));
         if (outcome.result.status === 'Canceled' || outcome.result.status === 'Error') {
           throw new UnrecoverableError(`run ${outcome.result.status}${outcome.result.error ? `: ${outcome.result.error}` : ''}`);
         }
@@ -223,7 +224,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
         if (held.interrupted === 'shutdown') {
           // Back in line, ahead of the others: another worker starts it again now rather than
           // once the lock expires (which is what happens if Redis cannot be reached for this).
-          await job.moveToWait(token).catch((err: unknown) => runLog.warn({ err: errorText(err) }, 'could not put the run back in line; the stalled checker will'));
+          await job.moveToWait(token).catch((err: unknown) => runLog.warn({ err: errorMessage(err) }, 'could not put the run back in line; the stalled checker will'));
         }
         // Not ours to finish: moved back above, or its lock is lost and the job is someone else's.
         throw new WaitingError();
@@ -274,7 +275,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
     } finally {
       active.delete(runId);
       if (held.taskSlot !== undefined) {
-        await slots.release(held.taskSlot, runId).catch((err: unknown) => log.warn({ runId, err: errorText(err) }, 'could not release the task slot; its lease will expire'));
+        await slots.release(held.taskSlot, runId).catch((err: unknown) => log.warn({ runId, err: errorMessage(err) }, 'could not release the task slot; its lease will expire'));
       }
     }
   };
@@ -330,18 +331,18 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
         // What its lost attempt left, now that the run is final (else the next periodic sweep).
         await sweep(runId);
       }
-    })().catch((e: unknown) => log.warn({ runId, err: errorText(e) }, 'could not end the run of a failed job'));
+    })().catch((e: unknown) => log.warn({ runId, err: errorMessage(e) }, 'could not end the run of a failed job'));
   });
 
   const heartbeatTimer = setInterval(() => {
-    heartbeat().catch((err: unknown) => log.warn({ err: errorText(err) }, 'heartbeat failed'));
+    heartbeat().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'heartbeat failed'));
   }, Math.max(100, Math.floor(heartbeatTtlMs / 3)));
   const runSweep = (): void => {
     sweep()
       .then((removed) => {
         if (removed > 0) log.info({ removed }, 'removed what dead workers and lost attempts left');
       })
-      .catch((err: unknown) => log.warn({ err: errorText(err) }, 'sweep failed'));
+      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'sweep failed'));
   };
   const sweepTimer = setInterval(runSweep, options.sweepIntervalMs ?? 60_000);
   runSweep();
@@ -349,7 +350,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
   // the sweep at start leaves its containers alone: one more sweep once that heartbeat has expired.
   const lateSweep = setTimeout(runSweep, heartbeatTtlMs + 1000);
 
-  void worker.run().catch((err: unknown) => log.error({ err: errorText(err) }, 'worker stopped'));
+  void worker.run().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'worker stopped'));
   try {
     await worker.waitUntilReady();
   } catch (err) {

@@ -5,6 +5,7 @@ import type { RunResult } from '../domain/run-result';
 import { scanDockerfile } from '../plan';
 import { executePlan, type Clock, type RunEvent } from '../runtime';
 import { fetchGitContext, fetchTarContext, packContext, type NetworkPolicy } from '../source';
+import { errorMessage } from '../errors';
 
 /**
  * Runs a prepared Plan on a backend: wires the runtime to the source contexts (the run's own
@@ -57,7 +58,7 @@ export async function executeRun(options: ExecuteRunOptions): Promise<RunResult>
         workspace = () => tar;
       }
     } catch (err) {
-      return notStarted(options, startedAt, `cannot fetch the run's context: ${err instanceof Error ? err.message : String(err)}`);
+      return notStarted(options, startedAt, `cannot fetch the run's context: ${errorMessage(err)}`);
     }
     const resolveContext = async (
       build: Exclude<BuildContext, { kind: 'workspace' }>,

@@ -2,6 +2,7 @@ import type { RunDocument } from '../domain/run-record';
 import { isFinalRunStatus } from '../domain/status';
 import type { Logger } from '../log';
 import type { RunQueue, RunStore } from './store';
+import { errorMessage } from '../errors';
 
 /**
  * The reconciler: the store's run records are the truth and the queue only their place in line
@@ -61,7 +62,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
       report.requeued.push(runId);
       deps.logger?.warn({ runId, status: run.status, attempt: run.attempt }, 'run had no job in the queue: enqueued again');
     } catch (err) {
-      deps.logger?.warn({ runId, err: err instanceof Error ? err.message : String(err) }, 'could not reconcile run');
+      deps.logger?.warn({ runId, err: errorMessage(err) }, 'could not reconcile run');
     }
   }
   return report;
@@ -79,7 +80,7 @@ export function startReconciler(deps: ReconcileDeps, intervalMs: number): () => 
     pass = reconcile(deps)
       .then(
         () => undefined,
-        (err: unknown) => deps.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'reconcile pass failed'),
+        (err: unknown) => deps.logger?.warn({ err: errorMessage(err) }, 'reconcile pass failed'),
       )
       .finally(() => {
         if (!stopped) timer = setTimeout(tick, intervalMs);

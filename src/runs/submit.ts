@@ -2,7 +2,7 @@ import { makeRunContext } from '../domain/run-context';
 import type { RunDocument, RunRequest, RunSecrets, RunSource } from '../domain/run-record';
 import type { RunTrigger } from '../domain/trigger';
 import type { TaskSecret } from '../domain/task';
-import { KilnError, TaskInvalidError, type Diagnostic } from '../errors';
+import { KilnError, TaskInvalidError, type Diagnostic, errorMessage } from '../errors';
 import { parseContext } from '../plan';
 import { SecretMasker } from '../runtime';
 import { mergeValues, SECRET_PLACEHOLDER } from '../task';
@@ -114,7 +114,7 @@ function checkSecretResolver(
     try {
       Object.assign(values, await resolve(rest));
     } catch (err) {
-      problems.push(err instanceof Error ? err.message : String(err));
+      problems.push(errorMessage(err));
     }
     if (problems.length > 0) throw new KilnError('invalid_input', problems.join('; '));
     return values;

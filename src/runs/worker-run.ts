@@ -13,7 +13,7 @@ import type { RunStatus } from '../domain/status';
 import type { TaskSecret } from '../domain/task';
 import type { RunTrigger } from '../domain/trigger';
 import type { Plan } from '../domain/plan';
-import { KilnError, formatDiagnostic } from '../errors';
+import { KilnError, formatDiagnostic, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { parseContext } from '../plan';
 import { SecretMasker, type RunEvent } from '../runtime';
@@ -118,8 +118,8 @@ export async function executeClaimedRun(options: ExecuteClaimedRunOptions): Prom
     try {
       result = await runAttempt(attempt, startedAt);
     } catch (err) {
-      log.error({ err: errorText(err) }, 'the attempt failed unexpectedly');
-      result = notRun(claim.runId, 'Error', `the worker failed: ${errorText(err)}`, startedAt);
+      log.error({ err: errorMessage(err) }, 'the attempt failed unexpectedly');
+      result = notRun(claim.runId, 'Error', `the worker failed: ${errorMessage(err)}`, startedAt);
     }
     return await conclude(attempt, result);
   } finally {
@@ -182,7 +182,7 @@ async function runAttempt(attempt: Attempt, startedAt: Date): Promise<RunResult>
       try {
         content = await readInside(source.dir, claim.request.fileName, DEFAULT_MAX_TASK_BYTES);
       } catch (err) {
-        return notRun(runId, 'Failed', `cannot read the task file: ${errorText(err)}`, startedAt);
+        return notRun(runId, 'Failed', `cannot read the task file: ${errorMessage(err)}`, startedAt);
       }
     }
     const prepared = await prepareTask({
@@ -275,7 +275,7 @@ async function conclude(attempt: Attempt, raw: RunResult): Promise<ClaimedRunOut
     refuse(attempt);
     return { outcome: 'fenced' };
   }
-  await retried(() => options.logs.end(claim.runId)).catch((err: unknown) => log.warn({ err: errorText(err) }, 'could not mark the log complete'));
+  await retried(() => options.logs.end(claim.runId)).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not mark the log complete'));
   if (claim.request.source.kind === 'upload') await removeUpload(options.uploadsDir, claim.request.source);
   log.info({ status: result.status, seconds }, 'run finished');
   return { outcome: 'finished', result };
@@ -296,10 +296,6 @@ async function retried<T>(write: () => Promise<T>): Promise<T> {
 /** The result of an attempt that ran no step. */
 function notRun(runId: string, status: RunStatus, error: string, startedAt: Date): RunResult {
   return { runId, status, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), steps: [], outputImages: [], dependencies: [], error };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -341,8 +337,8 @@ async function resolveSource(source: RunSource, runId: string, options: ExecuteC
       return { dir, cleanup };
     } catch (err) {
       await cleanup();
-      if (err instanceof SourceFetchError || (err instanceof KilnError && err.code === 'invalid_input')) return { problem: { status: 'Failed', message: `${what}: ${errorText(err)}` } };
-      return { problem: { status: 'Error', message: `${what}: ${errorText(err)}` } };
+      if (err instanceof SourceFetchError || (err instanceof KilnError && err.code === 'invalid_input')) return { problem: { status: 'Failed', message: `${what}: ${errorMessage(err)}` } };
+      return { problem: { status: 'Error', message: `${what}: ${errorMessage(err)}` } };
     }
   };
   switch (source.kind) {
@@ -359,7 +355,7 @@ async function resolveSource(source: RunSource, runId: string, options: ExecuteC
         const fetched = await fetchGitContext(context, { ...options.network, signal });
         return { dir: fetched.dir, gitCommit: fetched.commit, cleanup: fetched.cleanup };
       } catch (err) {
-        return { problem: { status: 'Failed', message: `cannot fetch the run's context: ${errorText(err)}` } };
+        return { problem: { status: 'Failed', message: `cannot fetch the run's context: ${errorMessage(err)}` } };
       }
     }
     case 'upload': {
@@ -372,14 +368,14 @@ async function resolveSource(source: RunSource, runId: string, options: ExecuteC
         // The API stored it before the run was queued: missing here means this host cannot see
         // the API's uploads (or lost them), not that the user did anything wrong.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || options.apiUrl === undefined) {
-          return { problem: { status: 'Error', message: `the uploaded source ${source.uploadId} cannot be read on this worker: ${errorText(err)}` } };
+          return { problem: { status: 'Error', message: `the uploaded source ${source.uploadId} cannot be read on this worker: ${errorMessage(err)}` } };
         }
         try {
           downloaded = await downloadUpload(options, source.uploadId, runId, signal);
           file = await open(downloaded.path, 'r');
         } catch (fetchErr) {
           await downloaded?.cleanup();
-          return { problem: { status: 'Error', message: `the uploaded source ${source.uploadId} is not on this worker and cannot be fetched from the API: ${errorText(fetchErr)}` } };
+          return { problem: { status: 'Error', message: `the uploaded source ${source.uploadId} is not on this worker and cannot be fetched from the API: ${errorMessage(fetchErr)}` } };
         }
       }
       try {
@@ -453,7 +449,7 @@ async function downloadUpload(options: ExecuteClaimedRunOptions, uploadId: strin
     log.info({ bytes, ms: Date.now() - started }, 'upload download finished');
     return downloaded;
   } catch (err) {
-    log.warn({ ms: Date.now() - started, err: errorText(err) }, 'upload download failed');
+    log.warn({ ms: Date.now() - started, err: errorMessage(err) }, 'upload download failed');
     await downloaded.cleanup();
     throw err;
   }
@@ -615,7 +611,7 @@ class ProgressReporter {
         (ok) => {
           if (!ok) this.refused();
         },
-        (err: unknown) => this.log.warn({ err: errorText(err) }, 'could not record the run\'s progress; the next write carries it'),
+        (err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not record the run\'s progress; the next write carries it'),
       )
       .finally(() => {
         this.writing = undefined;
@@ -777,7 +773,7 @@ export class LogShipper {
       } catch (err) {
         this.failing = true;
         this.release();
-        if (pause === 100) this.log.warn({ err: errorText(err), buffered: this.buffer.length }, 'could not store log lines; retrying');
+        if (pause === 100) this.log.warn({ err: errorMessage(err), buffered: this.buffer.length }, 'could not store log lines; retrying');
         if (Date.now() + pause > this.deadline) return;
         await new Promise((resolve) => setTimeout(resolve, pause));
         pause = Math.min(pause * 2, 2000);

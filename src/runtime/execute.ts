@@ -15,6 +15,7 @@ import type { RunStatus, StepStatus } from '../domain/status';
 import { systemClock, isAbortError, type Clock } from './clock';
 import type { RunEvent } from './events';
 import { SecretMasker } from './mask';
+import { errorMessage } from '../errors';
 
 /**
  * The runtime: runs a Plan through a Backend as a true DAG. A step starts as soon as every step
@@ -157,7 +158,7 @@ class Execution {
     } catch (err) {
       // An abort while preparing is the cancel or timeout itself, not a fault.
       if (!(isAbortError(err) && this.stopReason)) {
-        this.infraError = err instanceof Error ? err.message : String(err);
+        this.infraError = errorMessage(err);
         this.stop('failed');
       }
     } finally {
@@ -201,7 +202,7 @@ class Execution {
     try {
       await this.backend.teardownRun(this.env ?? { runId: this.options.runId });
     } catch (err) {
-      this.infraError ??= `cleanup failed: ${err instanceof Error ? err.message : String(err)}`;
+      this.infraError ??= `cleanup failed: ${errorMessage(err)}`;
     }
   }
 
@@ -288,7 +289,7 @@ class Execution {
         this.finish(state, 'Failed');
         this.stop('failed');
       } else {
-        state.error = err instanceof Error ? err.message : String(err);
+        state.error = errorMessage(err);
         this.fail(state, 'Failed');
       }
     } finally {
@@ -323,7 +324,7 @@ class Execution {
         failure = await this.attempt(state, io);
       } catch (err) {
         if (isAbortError(err) || signal.aborted || (err instanceof BackendError && err.infrastructure)) throw err;
-        failure = err instanceof Error ? err.message : String(err);
+        failure = errorMessage(err);
         state.error = failure;
         state.exitCode = null;
       }
@@ -386,7 +387,7 @@ class Execution {
           const dependencies = this.options.scanDependencies(outcome.dockerfile, { buildArgs, target: step.target });
           this.built.push({ step, dependencies });
         } catch (err) {
-          io.onLine('stderr', `kiln: dependency scan of ${step.dockerfile} failed: ${err instanceof Error ? err.message : String(err)}`);
+          io.onLine('stderr', `kiln: dependency scan of ${step.dockerfile} failed: ${errorMessage(err)}`);
         }
       }
     }

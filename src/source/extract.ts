@@ -3,7 +3,7 @@ import { join, posix } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { extract as tarExtract, type ExtractOptions, type Headers } from 'tar-fs';
 import { extract as tarStreamExtract, type Extract } from 'tar-stream';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import { decompressIfGzip, formatBytes } from './streams';
 import type { ExtractLimits, ExtractResult } from './types';
 
@@ -185,7 +185,7 @@ const LOCAL_FAILURES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EMFILE', 'ENFILE', '
 
 function toKilnError(err: unknown, root: string, current: string): KilnError {
   if (err instanceof KilnError) return err;
-  const message = (err instanceof Error ? err.message : String(err)).split(`${root}/`).join('').split(root).join('.');
+  const message = (errorMessage(err)).split(`${root}/`).join('').split(root).join('.');
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code && LOCAL_FAILURES.has(code)) return new KilnError('internal', `extracting the tar: ${message}`, { cause: err });
   const where = current ? ` at entry ${show(current)}` : '';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SimpleGit } from 'simple-git';
 import type * as SimpleGitLib from 'simple-git';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import { redactText, resolvePublicAddresses, type CheckedUrl } from './network';
 import { SourceFetchError, type ContextScheme, type GitFetchOptions, type SourceFailure } from './types';
 
@@ -198,17 +198,12 @@ function gitUrl(target: CheckedUrl): string {
   return copy.href;
 }
 
-/** The message of anything thrown. */
-export function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** The error a failed job throws: KilnErrors as they are, git's failures classified and redacted. */
 function failure(err: unknown, stopped: SourceFailure | undefined, what: string, timeoutMs: number, target: CheckedUrl): KilnError {
   if (stopped === 'timeout') return new SourceFetchError('timeout', `${what} timed out after ${timeoutMs} ms; git was killed`, { cause: err });
   if (stopped === 'canceled') return new SourceFetchError('canceled', `${what} was canceled; git was killed`, { cause: err });
   if (err instanceof KilnError) return err;
-  const text = redactText(messageOf(err), [target.password, target.username]);
+  const text = redactText(errorMessage(err), [target.password, target.username]);
   const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
   const line = lines.find((l) => /^(fatal|error):/i.test(l)) ?? lines[0] ?? 'git failed without a message';
   const reason: SourceFailure = /couldn't find remote ref|not found|does not appear to be a git repository|unknown revision|\b404\b|\b410\b/i.test(text)

@@ -1,8 +1,8 @@
 import { mkdir, realpath, stat } from 'node:fs/promises';
 import { join, posix, sep } from 'node:path';
 import type { SimpleGit } from 'simple-git';
-import { KilnError } from '../errors';
-import { FULL_SHA, messageOf, runGitJob, type GitJobSpec } from './git-process';
+import { KilnError, errorMessage } from '../errors';
+import { FULL_SHA, runGitJob, type GitJobSpec } from './git-process';
 import { checkAllowedSchemes, checkContextUrl, type CheckedUrl } from './network';
 import { SourceFetchError, type FetchedGitContext, type GitContextSpec, type GitFetchOptions } from './types';
 
@@ -98,7 +98,7 @@ async function fetchRef(git: SimpleGit, url: string, target: CheckedUrl, ref: st
   } catch (err) {
     // Servers speaking protocol v0 without uploadpack.allow*SHA1InWant refuse a sha that no ref
     // names: fall back to fetching every branch and tag, then the sha among them.
-    if (!ref || !FULL_SHA.test(ref) || !/not our ref|unadvertised object|couldn't find remote ref|no such remote ref/i.test(messageOf(err))) throw err;
+    if (!ref || !FULL_SHA.test(ref) || !/not our ref|unadvertised object|couldn't find remote ref|no such remote ref/i.test(errorMessage(err))) throw err;
     await git.raw(['fetch', '--quiet', '--no-recurse-submodules', '--', url, '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
     await git.raw(['cat-file', '-e', `${ref}^{commit}`]).catch((cause: unknown) => {
       throw new SourceFetchError('not_found', `commit ${ref} is not on any branch or tag of ${target.redacted}`, { cause });

@@ -3,7 +3,7 @@ import { relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type PackOptions } from 'tar-fs';
 import { pack as tarStreamPack, type Header, type Pack } from 'tar-stream';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import { loadContextFilter, type ContextFilter } from './dockerignore';
 
 /** Options of {@link packContext}. */
@@ -113,7 +113,7 @@ async function* chunksOf(pack: Pack, root: string): AsyncGenerator<Buffer> {
   try {
     for await (const chunk of pack) yield chunk as Buffer;
   } catch (cause) {
-    const message = cause instanceof Error ? cause.message : String(cause);
+    const message = errorMessage(cause);
     throw new KilnError('invalid_input', `cannot pack context "${root}": ${message.split(`${root}/`).join('')}`, { cause });
   }
 }

@@ -2,7 +2,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { pipeline, Readable } from 'node:stream';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import { byteLimit, decompressIfGzip, formatBytes } from './streams';
 import { checkAllowedSchemes, checkContextUrl, guardedLookup, isNonPublicAddress, redactText, type CheckedUrl } from './network';
 import { SourceFetchError, type TarFetchOptions } from './types';
@@ -115,7 +115,7 @@ function get(target: CheckedUrl, { allowPrivate, timeoutMs, signal, what }: GetO
 
 function wrap(err: unknown, what: string): KilnError {
   if (err instanceof KilnError) return err;
-  const message = redactText(err instanceof Error ? err.message : String(err));
+  const message = redactText(errorMessage(err));
   if (/Z_DATA_ERROR|incorrect header check|unexpected end of file/i.test(message)) {
     return new KilnError('invalid_input', `${what}: the gzip body is corrupt (${message})`, { cause: err });
   }

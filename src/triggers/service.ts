@@ -3,7 +3,7 @@ import type { RunRequest } from '../domain/run-record';
 import type { RunResult } from '../domain/run-result';
 import type { RunTrigger, SourceProvider } from '../domain/trigger';
 import { formatImageRef, parseImageRef, withDefaultTag } from '../domain/image-ref';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { checkSchedule, type TimerFire, type TriggerScheduler } from '../queue';
 import { parseRegistryEnvelope, type RegistryPush } from '../registry/notifications';
@@ -96,7 +96,7 @@ export class TriggerService {
     try {
       body = parseBody(raw, headerOf(headers, 'content-type'));
     } catch (err) {
-      await this.decide('webhook', 'rejected', `the body is not JSON: ${messageOf(err)}`, seen);
+      await this.decide('webhook', 'rejected', `the body is not JSON: ${errorMessage(err)}`, seen);
       return { status: 400, body: { action: 'rejected', reason: 'the body is not JSON' } };
     }
     const event = parseWebhook(provider, headers, body);
@@ -169,7 +169,7 @@ export class TriggerService {
     try {
       image = canonical(`${registryHost ?? push.registryHost}/${push.repository}:${push.tag}`);
     } catch (err) {
-      await this.decide('registry', 'rejected', `not an image reference: ${messageOf(err)}`, { eventId: push.id });
+      await this.decide('registry', 'rejected', `not an image reference: ${errorMessage(err)}`, { eventId: push.id });
       return [];
     }
     const details = { image, digest: push.digest, eventId: push.id };
@@ -322,8 +322,8 @@ export class TriggerService {
       try {
         await this.pollImage(image);
       } catch (err) {
-        this.log.warn({ image, err: messageOf(err) }, 'base image poll failed');
-        await this.decide('poll', 'failed', `cannot read the digest: ${messageOf(err)}`, { image });
+        this.log.warn({ image, err: errorMessage(err) }, 'base image poll failed');
+        await this.decide('poll', 'failed', `cannot read the digest: ${errorMessage(err)}`, { image });
       }
     }
   }
@@ -373,8 +373,8 @@ export class TriggerService {
       try {
         await this.pollSource(task, git.url);
       } catch (err) {
-        this.log.warn({ task: task.name, err: messageOf(err) }, 'git poll failed');
-        await this.decide('poll', 'failed', `git ls-remote failed: ${messageOf(err)}`, { task: task.name });
+        this.log.warn({ task: task.name, err: errorMessage(err) }, 'git poll failed');
+        await this.decide('poll', 'failed', `git ls-remote failed: ${errorMessage(err)}`, { task: task.name });
       }
     }
   }
@@ -406,7 +406,7 @@ export class TriggerService {
       await this.deps.decisions.append(event);
     } catch (err) {
       // The log explains; it never stops a trigger.
-      this.log.warn({ err: messageOf(err) }, 'could not write the trigger decision log');
+      this.log.warn({ err: errorMessage(err) }, 'could not write the trigger decision log');
     }
     this.log.info({ source, action, reason, runId, ...details }, 'trigger decision');
     return { action, reason, ...(runId !== undefined ? { runId } : {}) };
@@ -421,7 +421,7 @@ export class TriggerService {
     } catch (err) {
       for (const key of keys) await this.deps.once.release(key).catch(() => undefined);
       const invalid = err instanceof KilnError && !(err instanceof StoreUnavailableError);
-      const outcome = await this.decide(via, 'failed', `the run could not be submitted: ${messageOf(err)}`, details);
+      const outcome = await this.decide(via, 'failed', `the run could not be submitted: ${errorMessage(err)}`, details);
       return { ...outcome, invalid };
     }
   }
@@ -537,6 +537,3 @@ function summarize(reasons: readonly string[]): string {
   return [...counts].map(([reason, n]) => (n > 1 ? `${reason} x${n}` : reason)).join('; ');
 }
 
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

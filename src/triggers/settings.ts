@@ -1,6 +1,6 @@
 import picomatch from 'picomatch';
 import { SOURCE_EVENTS, sourceDefaults, type SourceEventKind, type TaskTriggers, type TimerTrigger } from '../domain/trigger';
-import { KilnError } from '../errors';
+import { KilnError, errorMessage } from '../errors';
 import { checkSchedule } from '../queue';
 import { gitContextOf } from '../runs';
 
@@ -95,7 +95,7 @@ function checkGlob(glob: string, where: string, problems: string[]): void {
     try {
       picomatch.makeRe(glob);
     } catch (err) {
-      problems.push(`${where}: "${glob}" is not a glob (${err instanceof Error ? err.message : String(err)})`);
+      problems.push(`${where}: "${glob}" is not a glob (${errorMessage(err)})`);
     }
   }
 }

@@ -64,6 +64,7 @@ import {
 import { HELPER_CHANGES, HELPER_IMAGE, HELPER_REPO, HELPER_TAG, helperRootfs, helperSpec, tarOf, type TarFile } from './helper';
 import { RunTracker } from './run-tracker';
 import { LineSplitter, ProgressStreamError, demuxLines, readProgress, type ProgressMessage } from './streams';
+import { errorMessage } from '../../errors';
 
 /** A pino-compatible logger (the subset used). */
 export interface BackendLogger {
@@ -101,10 +102,6 @@ interface StepIds {
   runId: string;
   stepId: string;
   attempt: number;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -251,7 +248,7 @@ export class DockerBackend implements Backend {
     const results = await Promise.allSettled([...createNetworks, createStorage]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
-      this.log.warn({ runId, err: errorText(failed.reason) }, 'prepare of run failed');
+      this.log.warn({ runId, err: errorMessage(failed.reason) }, 'prepare of run failed');
       throw failed.reason;
     }
     if (signal.aborted) throw abortError(`prepare of run ${runId}`, signal.reason);
@@ -416,7 +413,7 @@ export class DockerBackend implements Backend {
       throw wrapEngineError(err, `attaching to container ${name} of step ${step.id} (run ${env.runId})`);
     }
     const streaming = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line), undefined, () => io.ready?.()).catch((err: unknown) => {
-      this.log.debug({ ...ids, container: name, err: errorText(err) }, 'service output stream ended with an error');
+      this.log.debug({ ...ids, container: name, err: errorMessage(err) }, 'service output stream ended with an error');
     });
     this.runs.trackStream(env.runId, streaming);
     if (io.signal.aborted) {
@@ -535,7 +532,7 @@ export class DockerBackend implements Backend {
         this.log.warn({ ...ids, container: name }, `output still open ${OUTPUT_DRAIN_MS} ms after the exit; cutting it`);
         output.destroy();
       }
-      await lines.catch((err: unknown) => this.log.warn({ ...ids, container: name, err: errorText(err) }, 'output stream failed'));
+      await lines.catch((err: unknown) => this.log.warn({ ...ids, container: name, err: errorMessage(err) }, 'output stream failed'));
       if (stopping) {
         await stopping;
         throw abortError(`step ${ids.stepId}`, io.signal.reason);
@@ -583,7 +580,7 @@ export class DockerBackend implements Backend {
       this.log.info({ ...ids, container: name, ms: Date.now() - started }, 'container stopped');
     } catch (err) {
       if (isNotFound(err)) return;
-      this.log.warn({ ...ids, container: name, err: errorText(err) }, 'stopping container failed');
+      this.log.warn({ ...ids, container: name, err: errorMessage(err) }, 'stopping container failed');
     }
   }
 
@@ -592,7 +589,7 @@ export class DockerBackend implements Backend {
     const removal = this.engine.removeContainer(id).then(
       () => this.log.debug({ runId, container: name }, 'container removed'),
       (err: unknown) => {
-        if (!isNotFound(err) && !isConflict(err)) this.log.warn({ runId, container: name, err: errorText(err) }, 'removing container failed');
+        if (!isNotFound(err) && !isConflict(err)) this.log.warn({ runId, container: name, err: errorMessage(err) }, 'removing container failed');
       },
     );
     this.runs.trackRemoval(runId, name, removal);
@@ -900,7 +897,7 @@ function badContext(err: unknown, step: PlanBuildStep, signal: AbortSignal): Err
   if (signal.aborted) return abortError(`build step ${step.id}`, err);
   // Spooling goes to the local disk: a full disk is this host's fault.
   const infrastructure = typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOSPC';
-  return new BackendError(`reading the build context of step ${step.id}: ${errorText(err)}`, { infrastructure, cause: err });
+  return new BackendError(`reading the build context of step ${step.id}: ${errorMessage(err)}`, { infrastructure, cause: err });
 }
 
 function missingDockerfile(step: PlanBuildStep, dockerfile: string, cause?: unknown): BackendError {

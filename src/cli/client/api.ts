@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { STATUS_CODES } from 'node:http';
 import type { LogEntry, RunDocument } from '../../domain/run-record';
 import type { RunStatus } from '../../domain/status';
-import { coerceError } from '../../errors';
+import { coerceError, errorMessage } from '../../errors';
 import type { Role, RunFilter, RunPage, SavedTask, TokenInfo } from '../../runs/store';
 import type { TimerTrigger } from '../../domain/trigger';
 import type { TimerRequestBody } from '../../http/schemas';
@@ -266,7 +266,7 @@ export class KilnClient {
         if (err instanceof ApiError && err.status !== 0 && !TRANSIENT.has(err.status)) throw err;
         failingSince ??= Date.now();
         if (Date.now() - failingSince > giveUpMs) throw err;
-        reason = err instanceof Error ? err.message : String(err);
+        reason = errorMessage(err);
       }
       attempt += 1;
       options.onReconnect?.(attempt, reason);

@@ -4,6 +4,7 @@ import { formatSummary } from '../run-output';
 import { ApiError, type KilnClient } from './api';
 import { EXIT_FAILED, EXIT_OK, Interrupted, pause, writeJson, type ClientDeps } from './common';
 import { makeLinePrinter, toRunResult } from './format';
+import { errorMessage } from '../../errors';
 
 /**
  * Waiting for a run on the server, as `az acr run` does: its log streamed live (or not, with
@@ -55,7 +56,7 @@ export async function followRun(client: KilnClient, options: FollowRunOptions, d
       (err: unknown) => {
         // 409: it ended before the cancel arrived; the follower sees its outcome anyway.
         if (err instanceof ApiError && err.status === 409) return;
-        deps.stderr.write(`kiln: could not cancel run ${runId}: ${err instanceof Error ? err.message : String(err)}\n`);
+        deps.stderr.write(`kiln: could not cancel run ${runId}: ${errorMessage(err)}\n`);
       },
     );
   });

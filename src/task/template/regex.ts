@@ -8,6 +8,7 @@
  */
 
 import { FuncError } from './runtime';
+import { errorMessage } from '../../errors';
 
 const JS_SYNTAX = '^$\\.*+?()[]{}|/';
 
@@ -251,7 +252,7 @@ export function compileGoRegex(pattern: string): RegExp {
   try {
     re = new RegExp(source, 'gu' + t.flags);
   } catch (e) {
-    throw new FuncError(`error parsing regexp: ${e instanceof Error ? e.message : String(e)}`);
+    throw new FuncError(`error parsing regexp: ${errorMessage(e)}`);
   }
   if (cache.size >= CACHE_LIMIT) cache.clear();
   cache.set(pattern, re);
