@@ -16,6 +16,32 @@ export function queryParam(req: Request, name: string): string | undefined {
   return value;
 }
 
+/** Refuses (400) a query parameter not in `known`. */
+export function onlyQueryParams(req: Request, known: readonly string[]): void {
+  for (const name of Object.keys(req.query)) {
+    if (!known.includes(name)) throw new HttpError(400, `unknown query parameter "${name}"; known: ${known.join(', ')}`);
+  }
+}
+
+/** A query parameter that must be one of `values`, or undefined. */
+export function enumQueryParam<T extends string>(req: Request, name: string, values: readonly T[]): T | undefined {
+  const value = queryParam(req, name);
+  if (value !== undefined && !(values as readonly string[]).includes(value)) throw new HttpError(400, `${name} must be one of ${values.join(', ')}`);
+  return value as T | undefined;
+}
+
+/** The largest page a list route gives. */
+export const MAX_PAGE = 500;
+
+/** A page size from `?limit=`, 1 to `max`, or undefined. */
+export function pageLimit(req: Request, max: number): number | undefined {
+  const limit = queryParam(req, 'limit');
+  if (limit === undefined) return undefined;
+  const n = Number(limit);
+  if (!/^\d+$/.test(limit) || n < 1 || n > max) throw new HttpError(400, `limit must be a whole number from 1 to ${max}`);
+  return n;
+}
+
 /** A route parameter (always present on the routes that use it). */
 export function pathParam(req: Request, name: string): string {
   const value = (req.params as Record<string, string | undefined>)[name];

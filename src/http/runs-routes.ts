@@ -1,6 +1,6 @@
 import type { Express, Request } from 'express';
-import { TRIGGER_TYPES, type TriggerType } from '../domain/trigger';
-import { RUN_STATUSES, type RunStatus } from '../domain/status';
+import { TRIGGER_TYPES } from '../domain/trigger';
+import { RUN_STATUSES } from '../domain/status';
 import { QUICK_BUILD_FILE, quickBuildTask } from '../runs/quick-build';
 import type { RunFilter } from '../runs/store';
 import { submitRun, type SubmitInput } from '../runs/submit';
@@ -8,7 +8,7 @@ import type { RouteContext } from './context';
 import { principal } from './auth';
 import { readBody, type FieldKinds } from './body';
 import { HttpError, sendProblem } from './problem';
-import { pathParam, queryParam, runSource, sendAccepted, withUpload } from './request';
+import { enumQueryParam, MAX_PAGE, onlyQueryParams, pageLimit, pathParam, queryParam, runSource, sendAccepted, withUpload } from './request';
 import { checkBody, NAME_PATTERN, validators } from './schemas';
 
 /** Quick runs and builds, the run list, one run, and cancel. */
@@ -16,7 +16,6 @@ import { checkBody, NAME_PATTERN, validators } from './schemas';
 const RUN_FIELDS: FieldKinds = { json: ['values', 'set', 'secrets', 'credentials'], integer: ['timeout'] };
 const BUILD_FIELDS: FieldKinds = { json: ['tags', 'buildArgs', 'credentials'], integer: ['timeout'], boolean: ['noPush'] };
 
-const MAX_PAGE = 500;
 
 export function registerRunRoutes(app: Express, ctx: RouteContext): void {
   const { deps, requireRole } = ctx;
@@ -112,20 +111,13 @@ export function registerRunRoutes(app: Express, ctx: RouteContext): void {
 }
 
 function runFilter(req: Request): RunFilter {
-  const known = new Set(['status', 'task', 'trigger', 'since', 'until', 'cursor', 'limit']);
-  for (const name of Object.keys(req.query)) if (!known.has(name)) throw new HttpError(400, `unknown query parameter "${name}"`);
+  onlyQueryParams(req, ['status', 'task', 'trigger', 'since', 'until', 'cursor', 'limit']);
   const param = (name: string): string | undefined => queryParam(req, name);
   const filter: RunFilter = {};
-  const status = param('status');
-  if (status !== undefined) {
-    if (!(RUN_STATUSES as readonly string[]).includes(status)) throw new HttpError(400, `status must be one of ${RUN_STATUSES.join(', ')}`);
-    filter.status = status as RunStatus;
-  }
-  const trigger = param('trigger');
-  if (trigger !== undefined) {
-    if (!(TRIGGER_TYPES as readonly string[]).includes(trigger)) throw new HttpError(400, `trigger must be one of ${TRIGGER_TYPES.join(', ')}`);
-    filter.trigger = trigger as TriggerType;
-  }
+  const status = enumQueryParam(req, 'status', RUN_STATUSES);
+  if (status !== undefined) filter.status = status;
+  const trigger = enumQueryParam(req, 'trigger', TRIGGER_TYPES);
+  if (trigger !== undefined) filter.trigger = trigger;
   const task = param('task');
   if (task !== undefined) {
     if (!new RegExp(NAME_PATTERN).test(task)) throw new HttpError(400, 'task must be a task name');
@@ -144,11 +136,7 @@ function runFilter(req: Request): RunFilter {
     if (cursor.length === 0 || cursor.length > 200) throw new HttpError(400, 'cursor is not one this API gave');
     filter.cursor = cursor;
   }
-  const limit = param('limit');
-  if (limit !== undefined) {
-    const n = Number(limit);
-    if (!/^\d+$/.test(limit) || n < 1 || n > MAX_PAGE) throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`);
-    filter.limit = n;
-  }
+  const limit = pageLimit(req, MAX_PAGE);
+  if (limit !== undefined) filter.limit = limit;
   return filter;
 }

@@ -5,8 +5,9 @@ import { canonical, type HookAnswer } from '../triggers/service';
 import type { RouteContext } from './context';
 import { readBody, readRawBody } from './body';
 import { HttpError } from './problem';
-import { pathParam } from './request';
+import { enumQueryParam, MAX_PAGE, onlyQueryParams, pageLimit, pathParam, queryParam } from './request';
 import { checkBody, NAME_PATTERN, validators } from './schemas';
+import { errorMessage } from '../errors';
 
 /**
  * The triggers' routes: the webhooks of source providers (open: the signature is the
@@ -21,7 +22,6 @@ export const WEBHOOK_LIMIT_BYTES = 25 * 1024 * 1024;
 const NOTIFICATION_LIMIT_BYTES = 2 * 1024 * 1024;
 const NAME = new RegExp(NAME_PATTERN);
 const REGISTRY_HOST = /^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$/;
-
 
 export function registerTriggerRoutes(app: Express, ctx: RouteContext): void {
   const { deps, requireRole } = ctx;
@@ -76,7 +76,7 @@ export function registerTriggerRoutes(app: Express, ctx: RouteContext): void {
     try {
       reference = canonical(image);
     } catch (err) {
-      throw new HttpError(400, `image: ${err instanceof Error ? err.message : String(err)}`);
+      throw new HttpError(400, `image: ${errorMessage(err)}`);
     }
     const dependents = await triggers.dependencies.dependents(reference);
     res.json({ image: reference, dependents: dependents.map(({ image: _image, ...rest }) => rest) });
@@ -110,36 +110,20 @@ export function registerTriggerRoutes(app: Express, ctx: RouteContext): void {
 }
 
 function eventFilter(req: Request): TriggerEventFilter {
-  const known = new Set(['task', 'source', 'action', 'cursor', 'limit']);
-  for (const key of Object.keys(req.query)) if (!known.has(key)) throw new HttpError(400, `unknown query parameter "${key}"; known: ${[...known].join(', ')}`);
-  const param = (key: string): string | undefined => {
-    const value = req.query[key];
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string') throw new HttpError(400, `${key} may be given once`);
-    return value;
-  };
+  onlyQueryParams(req, ['task', 'source', 'action', 'cursor', 'limit']);
   const filter: TriggerEventFilter = {};
-  const task = param('task');
+  const task = queryParam(req, 'task');
   if (task !== undefined) filter.task = task;
-  const source = param('source');
-  if (source !== undefined) {
-    if (!(TRIGGER_EVENT_SOURCES as readonly string[]).includes(source)) throw new HttpError(400, `source must be one of ${TRIGGER_EVENT_SOURCES.join(', ')}`);
-    filter.source = source as TriggerEventFilter['source'];
-  }
-  const action = param('action');
-  if (action !== undefined) {
-    if (!(TRIGGER_ACTIONS as readonly string[]).includes(action)) throw new HttpError(400, `action must be one of ${TRIGGER_ACTIONS.join(', ')}`);
-    filter.action = action as TriggerEventFilter['action'];
-  }
-  const cursor = param('cursor');
+  const source = enumQueryParam(req, 'source', TRIGGER_EVENT_SOURCES);
+  if (source !== undefined) filter.source = source;
+  const action = enumQueryParam(req, 'action', TRIGGER_ACTIONS);
+  if (action !== undefined) filter.action = action;
+  const cursor = queryParam(req, 'cursor');
   if (cursor !== undefined) {
     if (!/^\d{1,20}-\d{1,20}$/.test(cursor)) throw new HttpError(400, 'cursor is not one this API gave');
     filter.cursor = cursor;
   }
-  const limit = param('limit');
-  if (limit !== undefined) {
-    if (!/^\d{1,3}$/.test(limit) || Number(limit) < 1 || Number(limit) > 500) throw new HttpError(400, 'limit must be 1 to 500');
-    filter.limit = Number(limit);
-  }
+  const limit = pageLimit(req, MAX_PAGE);
+  if (limit !== undefined) filter.limit = limit;
   return filter;
 }
