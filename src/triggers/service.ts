@@ -186,8 +186,9 @@ export class TriggerService {
    * A task with such a run still Queued gets no second one: that run pulls the newest base when it
    * starts (bursts are debounced that way).
    */
-  async imageUpdated(image: string, digest: string, via: 'registry' | 'poll', eventId?: string): Promise<string[]> {
-    const dependents = await this.deps.dependencies.dependents(image);
+  async imageUpdated(image: string, digest: string, via: 'registry' | 'poll', eventId?: string, known?: readonly BaseImageDependency[]): Promise<string[]> {
+    // A poll has just read them: not read again.
+    const dependents = known ?? (await this.deps.dependencies.dependents(image));
     if (dependents.length === 0) {
       await this.decide(via, 'ignored', 'no task builds from this image', { image, digest, eventId: eventId ?? null });
       return [];
@@ -347,7 +348,7 @@ export class TriggerService {
     }
     // Only a digest that differs from what some polling task built from is news.
     if (polling.every((p) => p.dependency.digest === digest || p.dependency.digest === '')) return;
-    await this.imageUpdated(image, digest, 'poll');
+    await this.imageUpdated(image, digest, 'poll', undefined, dependents);
   }
 
   private async loginFor(registry: string, tasks: readonly string[]): Promise<{ username: string; password: string } | undefined> {
