@@ -1,5 +1,6 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { SOURCE_EVENTS } from '../domain/trigger';
+import { POLICIES } from '../runs/policy';
 import { ROLES } from '../runs/store';
 import type { TriggersInput } from '../triggers/settings';
 import { HttpError } from './problem';
@@ -27,6 +28,8 @@ const set = {
   additionalProperties: { type: 'string', maxLength: 65536 },
 } as const;
 const glob = { type: 'string', minLength: 1, maxLength: 255 } as const;
+/** Seconds between polls; 0 = off (settings refuse 1). */
+const pollInterval = { type: 'integer', minimum: 0, maximum: 86400 } as const;
 const globs = { type: 'array', maxItems: 50, items: glob } as const;
 const timer = {
   type: 'object',
@@ -108,7 +111,7 @@ export const TASK_SCHEMA = {
     timeout,
     concurrency: { type: 'integer', minimum: 0, maximum: 1000 },
     status: { enum: ['Enabled', 'Disabled'] },
-    policy: { enum: ['trusted', 'restricted'] },
+    policy: { enum: [...POLICIES] },
     limits: {
       type: 'object',
       additionalProperties: false,
@@ -135,7 +138,7 @@ export const TASK_SCHEMA = {
               properties: { include: globs, exclude: globs },
             },
             webhookSecret: { type: 'string', minLength: 16, maxLength: 256 },
-            pollInterval: { type: 'integer', minimum: 0, maximum: 86400 },
+            pollInterval,
           },
         },
         baseImage: {
@@ -144,7 +147,7 @@ export const TASK_SCHEMA = {
           properties: {
             enabled: { type: 'boolean' },
             type: { enum: ['Runtime', 'All'] },
-            pollInterval: { type: 'integer', minimum: 0, maximum: 86400 },
+            pollInterval,
           },
         },
         timers: { type: 'array', maxItems: 20, items: timer },
