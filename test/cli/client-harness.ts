@@ -14,9 +14,10 @@ import { RedisStore } from '../../src/runs/redis-store';
 import type { Claim, Role, RunQueue } from '../../src/runs/store';
 import type { TimerTrigger } from '../../src/domain/trigger';
 import type { ScheduledTimer, TriggerScheduler } from '../../src/queue';
-import { RedisTriggerStore } from '../../src/triggers/redis-store';
-import { TriggerService } from '../../src/triggers/service';
+import { deleteKeys } from '../helpers/redis';
 import { sink } from '../helpers/streams';
+import { makeTriggers } from '../http/helpers';
+import type { RedisTriggerStore } from '../../src/triggers/redis-store';
 
 /**
  * The client commands against the real API: `createApp` on 127.0.0.1:<free port> over the real
@@ -123,22 +124,8 @@ export async function startHarness(name: string, options: { heartbeatMs?: number
   const queue = new RecordingQueue();
   const uploadsDir = mkdtempSync(join(tmpdir(), 'kiln-client-uploads-'));
   const defaults = { registry: '127.0.0.1:5000', platform: 'linux/amd64', pool: 'default', timeout: 3600, queueTtl: 600, uploadCapBytes: 64 * 1024 * 1024 };
-  const triggers = new RedisTriggerStore({ redis, prefix });
-  const polled = new Map<string, Record<string, string>>();
-  const service = new TriggerService({
-    tasks: store.tasks,
-    submit: { runs: store, queue, tasks: store.tasks, defaults },
-    dependencies: triggers.dependencies,
-    once: triggers.once,
-    decisions: triggers.decisions,
-    manifestDigest: async () => undefined,
-    listBranches: async () => {
-      throw new Error('the client tests do not poll git');
-    },
-    timers: new FakeTimers(),
-    polled: { get: async (task) => polled.get(task) ?? {}, set: async (task, branches) => void polled.set(task, branches) },
-    logger: pino({ level: 'silent' }),
-  });
+  const parts = makeTriggers(store, queue, { redis, prefix }, undefined, new FakeTimers());
+  const triggers = parts.store;
   const deps: AppDeps = {
     runs: store,
     logs: store.logs,
@@ -151,7 +138,7 @@ export async function startHarness(name: string, options: { heartbeatMs?: number
     logger: pino({ level: 'silent' }),
     metrics: createMetrics(),
     heartbeatMs: options.heartbeatMs ?? 500,
-    triggers: { service, dependencies: triggers.dependencies, decisions: triggers.decisions },
+    ...parts.deps,
   };
   const server: Server = await new Promise((resolve) => {
     const s = createApp(deps).listen(0, '127.0.0.1', () => resolve(s));
@@ -228,14 +215,8 @@ export async function startHarness(name: string, options: { heartbeatMs?: number
   const close = async (): Promise<void> => {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
-    if (keys.length > 0) await redis.del(...keys);
+    await parts.scheduler.close();
+    await deleteKeys(redis, prefix);
     await store.close();
     await redis.quit();
     rmSync(uploadsDir, { recursive: true, force: true });

@@ -65,13 +65,15 @@ export interface TriggerParts {
 
 /**
  * Triggers for `startApi`'s `deps`: registry digests and git branches come from `remote` (the
- * registry and git remotes are tested for real in test/integration/triggers.test.ts).
+ * registry and git remotes are tested for real in test/integration/triggers.test.ts); `timers`
+ * replaces the BullMQ scheduler in the service (which is still made, and closed by the caller).
  */
 export function makeTriggers(
   store: RedisStore,
   queue: RunQueue,
   { redis, prefix }: { redis: Redis; prefix: string },
   remote: Pick<TriggerServiceDeps, 'manifestDigest' | 'listBranches'> = { manifestDigest: async () => undefined, listBranches: async () => ({ head: null, branches: new Map() }) },
+  timers?: TriggerServiceDeps['timers'],
 ): TriggerParts {
   const triggers = new RedisTriggerStore({ redis, prefix });
   const scheduler = new TriggerScheduler({ connection: redis, prefix });
@@ -82,7 +84,7 @@ export function makeTriggers(
     once: triggers.once,
     decisions: triggers.decisions,
     ...remote,
-    timers: scheduler,
+    timers: timers ?? scheduler,
     polled: new RedisPollMemory(redis, prefix),
     logger: pino({ level: 'silent' }),
   });
