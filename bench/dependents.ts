@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
 import type { DependencyImage, ImageDependencies } from '../src/domain/run-result';
 import { RedisTriggerStore } from '../src/triggers/redis-store';
+import { deleteKeys } from './shared';
 
 const REDIS_URL = 'redis://127.0.0.1:6379/7';
 const REGISTRY = '127.0.0.1:5000';
@@ -57,15 +58,6 @@ function runOf(task: number, images: DependencyImage[], rand: () => number): Ima
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
-
-async function cleanup(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
 }
 
 async function main(): Promise<void> {
@@ -127,7 +119,7 @@ async function main(): Promise<void> {
     console.log(`| record(), ${tasks} tasks, one at a time | ${ms(percentile(recordTimes, 50))} | ${ms(percentile(recordTimes, 95))} | ${ms(percentile(recordTimes, 99))} | ${ms(recordTimes[recordTimes.length - 1] as number)} | ${ms(recordTotal)} | |`);
     console.log(`| baseline: PING, ${lookups} one at a time | ${ms(percentile(pingTimes, 50))} | ${ms(percentile(pingTimes, 95))} | ${ms(percentile(pingTimes, 99))} | ${ms(pingTimes[pingTimes.length - 1] as number)} | ${ms(pingTimes.reduce((a, b) => a + b, 0))} | |`);
   } finally {
-    await cleanup(redis, prefix);
+    await deleteKeys(redis, prefix);
     await redis.quit();
   }
 }

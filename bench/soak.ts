@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { freePort } from './ports';
+import { freePort } from './shared';
 
 const KILN = join(__dirname, '..', 'src', 'bin', 'kiln.js');
 const FINAL = new Set(['Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout', 'Expired']);

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { RedisTriggerStore } from '../src/triggers/redis-store';
-import { freePort } from './ports';
+import { freePort } from './shared';
 
 const KILN = join(__dirname, '..', 'src', 'bin', 'kiln.js');
 const REDIS_URL = 'redis://127.0.0.1:6379/8';

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -74,12 +73,4 @@ export const statuses = (r: RunResult | undefined): Record<string, string> =>
   Object.fromEntries((r?.steps ?? []).map((s) => [s.id, s.status]));
 
 /** A TCP port free on 127.0.0.1 now (for a server a test starts). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+export { freePort } from '../../bench/shared';
