@@ -170,12 +170,17 @@ start_dockerd() {
   if [ -z "$(live_pid "$containerd_pidfile" containerd)" ]; then rm -f "$containerd_pidfile"; fi
   local driver iptables=true attempt
   driver="$(cat "$driver_file" 2>/dev/null || echo overlay2)"
+  # live-restore: containers outlive a restart of dockerd, and Kiln's workers re-attach to them
+  # (RELIABILITY R9). It can be changed without a restart: edit the file and send dockerd SIGHUP
+  # (the fault suite turns it off that way for R8).
+  write_if_changed "$DOCKERD_CONFIG" '{ "live-restore": true }'
   for attempt in 1 2 3; do
     say "starting dockerd (storage driver $driver, iptables $iptables, attempt $attempt)"
     rotate_log "$log"
     launch "$log" dockerd \
       --host unix:///var/run/docker.sock \
       --pidfile "$DOCKERD_PIDFILE" \
+      --config-file "$DOCKERD_CONFIG" \
       --storage-driver "$driver" \
       --log-driver local \
       --iptables="$iptables"

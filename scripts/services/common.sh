@@ -10,6 +10,7 @@ SVC_LOG="$KILN_SERVICES_DIR/log"    # one log per daemon
 SVC_ETC="$KILN_SERVICES_DIR/etc"    # config files this script writes
 
 DOCKERD_PIDFILE="$SVC_RUN/dockerd.pid"
+DOCKERD_CONFIG="$SVC_ETC/daemon.json"   # dockerd --config-file (live-restore)
 REGISTRY_PIDFILE="$SVC_RUN/registry.pid"
 REDIS_PIDFILE="$SVC_RUN/redis.pid"
 

@@ -19,6 +19,7 @@ import {
   type Backend,
   type BuildContextSource,
   type BuildOutcome,
+  type OutputStream,
   type PushOutcome,
   type RunEnvironment,
   type RunSpec,
@@ -50,12 +51,13 @@ import {
   spoolTar,
   type ContextFilterResult,
 } from './build-context';
-import { Engine, type EngineClient, type ListedObject, type WaitResult } from './engine';
+import { Engine, type ContainerState, type EngineClient, type ListedObject, type WaitResult } from './engine';
 import {
   abortError,
   engineMessage,
   isAbortError,
   isConflict,
+  isConnectionError,
   isNotFound,
   wrapEngineError,
   wrapRegistryError,
@@ -63,7 +65,7 @@ import {
 } from './errors';
 import { HELPER_CHANGES, HELPER_IMAGE, HELPER_REPO, HELPER_TAG, helperRootfs, helperSpec, tarOf, type TarFile } from './helper';
 import { RunTracker } from './run-tracker';
-import { LineSplitter, ProgressStreamError, demuxLines, readProgress, type ProgressMessage } from './streams';
+import { LineSplitter, LogDemuxer, ProgressStreamError, demuxLines, feedDemuxer, readProgress, type ProgressMessage } from './streams';
 import { errorMessage } from '../../errors';
 
 /** A pino-compatible logger (the subset used). */
@@ -86,10 +88,19 @@ export interface DockerBackendOptions {
   logger?: BackendLogger;
   /** The `kiln.owner` label put on everything this backend creates (see LABEL_OWNER). */
   owner?: string;
+  /**
+   * How long a running step waits for an engine that went away (dockerd restarting) before its
+   * attempt ends as an infrastructure error. Default 120 s.
+   */
+  reattachWaitSeconds?: number;
 }
 
 /** How long output may keep flowing after the container's exit before the stream is cut. */
 const OUTPUT_DRAIN_MS = 10_000;
+/** How often a step whose engine went away asks whether it is back. */
+const REATTACH_POLL_MS = 500;
+/** Re-attaching gives up after the engine went away this many times during one step. */
+const REATTACH_ROUNDS = 3;
 /** How long teardown waits for a service's output stream to end once its container is gone. */
 const SERVICE_DRAIN_MS = 5_000;
 /** Rounds (with growing pauses) of removing a run's networks and volumes while they are still in use. */
@@ -132,6 +143,13 @@ async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boo
   }
 }
 
+/** An RFC 3339 time with nanoseconds as the Engine API's `since`: Unix seconds, a dot, nanoseconds. */
+function unixSeconds(rfc3339: string): string {
+  const m = /\.(\d{1,9})/.exec(rfc3339);
+  const whole = Math.floor(Date.parse(rfc3339) / 1000);
+  return `${whole}.${(m?.[1] ?? '0').padEnd(9, '0')}`;
+}
+
 /** A pull or push progress message worth a log line (not the per-layer progress bars). */
 function progressLine(message: ProgressMessage & { status: string }): string | undefined {
   if (message.progressDetail?.current !== undefined || message.status === 'Downloading' || message.status === 'Extracting') return undefined;
@@ -146,12 +164,14 @@ export class DockerBackend implements Backend {
   private readonly runs = new RunTracker();
   private helperImage: Promise<void> | undefined;
   private readonly owner: string | undefined;
+  private readonly reattachWaitMs: number;
 
   constructor(options: DockerBackendOptions = {}) {
     this.engine = new Engine(options.docker ?? { modem: new DockerModem() });
     this.grace = options.stopGraceSeconds ?? 10;
     this.log = options.logger ?? noopLogger;
     this.owner = options.owner;
+    this.reattachWaitMs = (options.reattachWaitSeconds ?? 120) * 1000;
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -479,11 +499,17 @@ export class DockerBackend implements Backend {
 
   /**
    * Attaches (before the start, so that no output is lost), registers a wait for the exit,
-   * starts, waits, and makes sure every line of output has been delivered before resolving.
+   * starts, waits, and makes sure every line of output has been delivered before resolving. When
+   * the engine goes away meanwhile (dockerd restarting), the step is picked up again: see reattach.
    */
   private async attachStartWait(id: string, name: string, ids: StepIds, io: StepIo): Promise<StepExit> {
+    const shown: Record<OutputStream, number> = { stdout: 0, stderr: 0 };
+    const demuxer = new LogDemuxer((stream, line) => {
+      shown[stream]++;
+      io.onLine(stream, line);
+    });
     const waitAbort = new AbortController();
-    const [attached, waiting] = await Promise.allSettled([this.engine.attach(id), this.engine.waitForNextExit(id, waitAbort.signal)]);
+    const [attached, waiting] = await Promise.allSettled([this.engine.attach(id), this.engine.waitForExit(id, 'next-exit', waitAbort.signal)]);
     if (attached.status === 'rejected' || waiting.status === 'rejected') {
       if (attached.status === 'fulfilled') attached.value.destroy();
       waitAbort.abort();
@@ -491,12 +517,13 @@ export class DockerBackend implements Backend {
       throw wrapEngineError(reason, `attaching to container ${name} of step ${ids.stepId} (run ${ids.runId})`);
     }
     const output = attached.value;
-    const lines = demuxLines(output as AsyncIterable<Buffer>, (stream, line) => io.onLine(stream, line), undefined, () => io.ready?.());
+    const lines = feedDemuxer(output as AsyncIterable<Buffer>, demuxer, () => io.ready?.());
     lines.catch(() => undefined);
     const giveUp = async (): Promise<void> => {
       output.destroy();
       waitAbort.abort();
       await lines.catch(() => undefined);
+      demuxer.end();
     };
 
     if (io.signal.aborted) {
@@ -521,38 +548,159 @@ export class DockerBackend implements Backend {
       try {
         result = await waiting.value.exit;
       } catch (err) {
-        await giveUp();
         if (stopping) {
+          await giveUp();
           await stopping;
           throw abortError(`step ${ids.stepId}`, io.signal.reason);
         }
-        throw wrapEngineError(err, `waiting for container ${name} of step ${ids.stepId} (run ${ids.runId})`);
-      }
-      if (!(await settledWithin(lines, OUTPUT_DRAIN_MS))) {
-        this.log.warn({ ...ids, container: name }, `output still open ${OUTPUT_DRAIN_MS} ms after the exit; cutting it`);
+        if (!isConnectionError(err)) {
+          await giveUp();
+          throw wrapEngineError(err, `waiting for container ${name} of step ${ids.stepId} (run ${ids.runId})`);
+        }
+        // The engine went away: an unfinished last line is not flushed, the engine's log has it whole.
         output.destroy();
+        await lines.catch(() => undefined);
+        return await this.reattach(id, name, ids, io, shown, err);
       }
-      await lines.catch((err: unknown) => this.log.warn({ ...ids, container: name, err: errorMessage(err) }, 'output stream failed'));
+      await this.drain(lines, output, name, ids);
+      demuxer.end();
       if (stopping) {
         await stopping;
         throw abortError(`step ${ids.stepId}`, io.signal.reason);
       }
-      if (result.Error?.Message) {
-        throw new BackendError(`waiting for container ${name} of step ${ids.stepId}: ${result.Error.Message}`, { infrastructure: true });
-      }
-      const exitCode = result.StatusCode;
-      // Only a SIGKILL (137) can be the OOM killer's: inspect just then, sparing the round trip otherwise.
-      let oomKilled = false;
-      if (exitCode === 137) {
-        oomKilled = await this.engine
-          .containerState(id)
-          .then((state) => state.OOMKilled)
-          .catch(() => false);
-      }
-      return { exitCode, oomKilled };
+      return await this.exitOf(id, name, ids, result);
     } finally {
       io.signal.removeEventListener('abort', onAbort);
     }
+  }
+
+  /** Waits for a step's output to be read to its end, cutting it OUTPUT_DRAIN_MS after the exit. */
+  private async drain(lines: Promise<void>, output: IncomingMessage, name: string, ids: StepIds): Promise<void> {
+    if (!(await settledWithin(lines, OUTPUT_DRAIN_MS))) {
+      this.log.warn({ ...ids, container: name }, `output still open ${OUTPUT_DRAIN_MS} ms after the exit; cutting it`);
+      output.destroy();
+    }
+    await lines.catch((err: unknown) => this.log.warn({ ...ids, container: name, err: errorMessage(err) }, 'output stream failed'));
+  }
+
+  private async exitOf(id: string, name: string, ids: StepIds, result: WaitResult): Promise<StepExit> {
+    if (result.Error?.Message) {
+      throw new BackendError(`waiting for container ${name} of step ${ids.stepId}: ${result.Error.Message}`, { infrastructure: true });
+    }
+    const exitCode = result.StatusCode;
+    // Only a SIGKILL (137) can be the OOM killer's: inspect just then, sparing the round trip otherwise.
+    let oomKilled = false;
+    if (exitCode === 137) {
+      oomKilled = await this.engine
+        .containerState(id)
+        .then((state) => state.OOMKilled)
+        .catch(() => false);
+    }
+    return { exitCode, oomKilled };
+  }
+
+  /**
+   * The connection to the engine broke while a step ran: dockerd restarted, or its socket dropped.
+   * With live-restore on, the container outlives the daemon (its output waits in the engine's log
+   * pipe). Once the engine answers again, the container is inspected; if it runs (or stopped on its
+   * own while the engine kept it), its output is read again from the engine's log since the
+   * container started, the lines already shown (counted per stream) are skipped, the rest is
+   * shown, and the exit is waited for anew. The gap is announced in the step's log. A container
+   * that is gone, or that stopped under an engine without live-restore (which stops containers as
+   * it shuts down), ends the attempt as an infrastructure error, to be retried.
+   */
+  private async reattach(id: string, name: string, ids: StepIds, io: StepIo, shown: Record<OutputStream, number>, lost: unknown): Promise<StepExit> {
+    const what = `container ${name} of step ${ids.stepId} (run ${ids.runId})`;
+    for (let round = 1; ; round++) {
+      const lostAt = Date.now();
+      this.log.warn({ ...ids, container: name, round, err: errorMessage(lost) }, 'lost the engine while the step ran; waiting for it to re-attach');
+      if (round > REATTACH_ROUNDS) throw wrapEngineError(lost, `waiting for ${what}`);
+      await this.engineBack(io.signal, what, lost);
+      let state: ContainerState;
+      try {
+        state = await this.engine.containerState(id);
+      } catch (err) {
+        if (isConnectionError(err)) {
+          lost = err;
+          continue;
+        }
+        const gone = isNotFound(err) ? `${what} is gone after the Docker Engine came back` : `inspecting ${what} after the Docker Engine came back: ${engineMessage(err)}`;
+        throw new BackendError(gone, { infrastructure: true, transient: true, cause: err });
+      }
+      if (!state.Running && !(await this.liveRestore())) {
+        throw new BackendError(`${what} was stopped while the Docker Engine was unreachable (it restarted without live-restore)`, { infrastructure: true, transient: true });
+      }
+      const seconds = ((Date.now() - lostAt) / 1000).toFixed(1);
+      const already = shown.stdout + shown.stderr;
+      io.onLine('stderr', `kiln: the connection to the Docker Engine was lost for ${seconds} s; re-attached to the step's container, its output goes on from the engine's log (${already} lines already shown are skipped)`);
+      this.log.info({ ...ids, container: name, seconds, running: state.Running }, 're-attached to a step container after losing the engine');
+      try {
+        return await this.followLog(id, name, ids, io, shown, state.Created);
+      } catch (err) {
+        if (!isConnectionError(err)) throw wrapEngineError(err, `re-attaching to ${what}`);
+        lost = err;
+      }
+    }
+  }
+
+  /** Reads a container's output from the engine's log, skipping what was shown, until it exits; then its exit. */
+  private async followLog(id: string, name: string, ids: StepIds, io: StepIo, shown: Record<OutputStream, number>, created: string): Promise<StepExit> {
+    const seen: Record<OutputStream, number> = { stdout: 0, stderr: 0 };
+    const skip = { ...shown };
+    const demuxer = new LogDemuxer((stream, line) => {
+      if (++seen[stream] <= skip[stream]) return;
+      shown[stream]++;
+      io.onLine(stream, line);
+    });
+    const waitAbort = new AbortController();
+    const waiting = await this.engine.waitForExit(id, 'not-running', waitAbort.signal);
+    let output: IncomingMessage;
+    try {
+      // Since its creation: all of its output, so that the count of lines already shown lines up.
+      output = await this.engine.logs(id, unixSeconds(created));
+    } catch (err) {
+      waitAbort.abort();
+      throw err;
+    }
+    const lines = feedDemuxer(output as AsyncIterable<Buffer>, demuxer, () => io.ready?.());
+    lines.catch(() => undefined);
+    let result: WaitResult;
+    try {
+      result = await waiting.exit;
+    } catch (err) {
+      output.destroy();
+      await lines.catch(() => undefined);
+      throw err;
+    }
+    await this.drain(lines, output, name, ids);
+    demuxer.end();
+    if (seen.stdout < skip.stdout || seen.stderr < skip.stderr) {
+      io.onLine('stderr', "kiln: the engine's log of this step holds fewer lines than were shown before the connection was lost (its log was rotated); some output may be missing or repeated");
+    }
+    if (io.signal.aborted) throw abortError(`step ${ids.stepId}`, io.signal.reason);
+    return this.exitOf(id, name, ids, result);
+  }
+
+  /** Polls the engine until it answers; an infrastructure error after reattachWaitMs. */
+  private async engineBack(signal: AbortSignal, what: string, lost: unknown): Promise<void> {
+    const deadline = Date.now() + this.reattachWaitMs;
+    for (;;) {
+      if (signal.aborted) throw abortError(`waiting for the Docker Engine to come back for ${what}`, signal.reason);
+      const up = await this.engine.ping().then(
+        () => true,
+        () => false,
+      );
+      if (up) return;
+      if (Date.now() >= deadline) throw wrapEngineError(lost, `the Docker Engine did not come back within ${this.reattachWaitMs / 1000} s for ${what}`);
+      await sleep(REATTACH_POLL_MS, signal).catch(() => undefined);
+    }
+  }
+
+  private async liveRestore(): Promise<boolean> {
+    return this.engine.info().then(
+      (info) => info.LiveRestoreEnabled,
+      () => false,
+    );
   }
 
   /**

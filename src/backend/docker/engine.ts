@@ -39,7 +39,12 @@ export interface ContainerState {
   Running: boolean;
   ExitCode: number;
   OOMKilled: boolean;
+  /** When the container was created (not part of the engine's State: copied in), RFC 3339 with nanoseconds. */
+  Created: string;
 }
+
+/** A wait's condition: the next exit (registered before a start), or any stopped state (now, if stopped already). */
+export type WaitCondition = 'next-exit' | 'not-running';
 
 export interface ListedObject {
   id: string;
@@ -99,6 +104,12 @@ export class Engine {
     return this.call({ path: '/_ping', method: 'GET', statusCodes: { 200: true, 500: 'server error' } });
   }
 
+  /** The engine's settings that matter to Kiln. */
+  async info(): Promise<{ LiveRestoreEnabled: boolean }> {
+    const info = await this.call<{ LiveRestoreEnabled?: boolean }>({ path: '/info', method: 'GET', statusCodes: { 200: true, 500: 'server error' } });
+    return { LiveRestoreEnabled: info.LiveRestoreEnabled === true };
+  }
+
   // -- containers -------------------------------------------------------------------------------
 
   async createContainer(name: string | undefined, spec: ContainerSpec | Record<string, unknown>): Promise<string> {
@@ -123,21 +134,38 @@ export class Engine {
   }
 
   /**
-   * Registers a wait for the container's next exit; resolves once the daemon has registered it
-   * (API >= 1.30 sends the headers at once), to a promise of the exit.
+   * Output since `since` (Unix seconds, with a fraction), followed until the container stops.
+   * Needs a log driver the engine can read back (`local`, `json-file`, `journald`).
    */
-  async waitForNextExit(id: string, signal: AbortSignal): Promise<{ exit: Promise<WaitResult> }> {
+  logs(id: string, since: string): Promise<IncomingMessage> {
+    return this.stream({
+      path: `/containers/${id}/logs`,
+      method: 'GET',
+      query: { follow: true, stdout: true, stderr: true, since },
+      statusCodes: { 200: true, ...COMMON_STATUS },
+    });
+  }
+
+  /**
+   * Registers a wait for the container's exit; resolves once the daemon has registered it (API >=
+   * 1.30 sends the headers at once), to a promise of the exit. A daemon that goes away before
+   * the exit (it restarts) can end the answer without a body: that rejects like a reset
+   * connection, since it is one.
+   */
+  async waitForExit(id: string, condition: WaitCondition, signal: AbortSignal): Promise<{ exit: Promise<WaitResult> }> {
     const response = await this.stream({
       path: `/containers/${id}/wait`,
       method: 'POST',
-      query: { condition: 'next-exit' },
+      query: { condition },
       statusCodes: { 200: true, ...COMMON_STATUS },
       signal,
     });
     const exit = (async (): Promise<WaitResult> => {
       const chunks: Buffer[] = [];
       for await (const chunk of response as AsyncIterable<Buffer>) chunks.push(chunk);
-      return JSON.parse(Buffer.concat(chunks).toString('utf8')) as WaitResult;
+      const body = Buffer.concat(chunks).toString('utf8');
+      if (body.trim() === '') throw Object.assign(new Error('the engine ended the wait without an exit status'), { code: 'ECONNRESET' });
+      return JSON.parse(body) as WaitResult;
     })();
     exit.catch(() => undefined);
     return { exit };
@@ -163,8 +191,12 @@ export class Engine {
   }
 
   async containerState(id: string): Promise<ContainerState> {
-    const info = await this.call<{ State: ContainerState }>({ path: `/containers/${id}/json`, method: 'GET', statusCodes: { 200: true, ...COMMON_STATUS } });
-    return info.State;
+    const info = await this.call<{ State: Omit<ContainerState, 'Created'>; Created: string }>({
+      path: `/containers/${id}/json`,
+      method: 'GET',
+      statusCodes: { 200: true, ...COMMON_STATUS },
+    });
+    return { ...info.State, Created: info.Created };
   }
 
   async putArchive(id: string, path: string, tar: Readable, signal?: AbortSignal): Promise<void> {

@@ -266,13 +266,21 @@ export async function demuxLines(
 ): Promise<void> {
   const demuxer = new LogDemuxer(onLine, maxLineBytes);
   try {
-    for await (const chunk of source) {
-      demuxer.write(chunk);
-      // Not reading on is what holds the container back: the engine stops taking its output.
-      const wait = ready?.();
-      if (wait) await wait;
-    }
+    await feedDemuxer(source, demuxer, ready);
   } finally {
     demuxer.end();
+  }
+}
+
+/**
+ * Feeds a stream into `demuxer` without ending it: an unfinished last line stays pending, for the
+ * caller to flush (`end`) once it knows the stream really ended rather than lost its engine.
+ */
+export async function feedDemuxer(source: AsyncIterable<Buffer>, demuxer: LogDemuxer, ready?: () => Promise<void> | undefined): Promise<void> {
+  for await (const chunk of source) {
+    demuxer.write(chunk);
+    // Not reading on is what holds the container back: the engine stops taking its output.
+    const wait = ready?.();
+    if (wait) await wait;
   }
 }
