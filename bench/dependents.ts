@@ -15,9 +15,9 @@ import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
 import type { DependencyImage, ImageDependencies } from '../src/domain/run-result';
 import { RedisTriggerStore } from '../src/triggers/redis-store';
-import { deleteKeys } from './shared';
+import { deleteKeys, localRedisUrl } from './shared';
 
-const REDIS_URL = 'redis://127.0.0.1:6379/7';
+const REDIS_URL = localRedisUrl(7);
 const REGISTRY = '127.0.0.1:5000';
 
 function arg(name: string, fallback: number): number {

@@ -23,9 +23,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Docker from 'dockerode';
 import Redis from 'ioredis';
+import { localRedisUrl } from './shared';
 
 const KILN = join(__dirname, '..', 'src', 'bin', 'kiln.js');
-const REDIS_URL = 'redis://127.0.0.1:6379/7';
+const REDIS_URL = localRedisUrl(7);
 const TOKEN = `bench-admin-${process.pid}-0123456789abcdef`;
 const PORT = 18000 + (process.pid % 1000);
 const API = `http://127.0.0.1:${PORT}`;

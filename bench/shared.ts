@@ -1,7 +1,38 @@
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import type { Redis } from 'ioredis';
+import { join } from 'node:path';
+import type { Redis, RedisOptions } from 'ioredis';
 
 /** What the benchmarks (and, re-exported, the tests) share. */
+
+/**
+ * The set-up's Redis (scripts/services.sh): 127.0.0.1:6379, with the password that the script
+ * keeps in `$KILN_SERVICES_DIR/etc/redis.pass` (none when there is no such file).
+ */
+export function localRedisOptions(db = 0): RedisOptions {
+  const password = localRedisPassword();
+  return { host: '127.0.0.1', port: 6379, db, ...(password ? { password } : {}) };
+}
+
+/** The same as a `redis://` URL, for REDIS_URL. */
+export function localRedisUrl(db = 0): string {
+  const password = localRedisPassword();
+  return `redis://${password ? `:${encodeURIComponent(password)}@` : ''}127.0.0.1:6379/${db}`;
+}
+
+let password: string | undefined | null = null;
+
+function localRedisPassword(): string | undefined {
+  if (password === null) {
+    const file = join(process.env.KILN_SERVICES_DIR ?? '/var/lib/kiln-services', 'etc', 'redis.pass');
+    try {
+      password = readFileSync(file, 'utf8').trim() || undefined;
+    } catch {
+      password = undefined;
+    }
+  }
+  return password;
+}
 
 /** A TCP port free on 127.0.0.1 now, for a server a benchmark starts. */
 export async function freePort(): Promise<number> {

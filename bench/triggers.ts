@@ -17,10 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { RedisTriggerStore } from '../src/triggers/redis-store';
-import { freePort } from './shared';
+import { freePort, localRedisUrl } from './shared';
 
 const KILN = join(__dirname, '..', 'src', 'bin', 'kiln.js');
-const REDIS_URL = 'redis://127.0.0.1:6379/8';
+const REDIS_URL = localRedisUrl(8);
 const TOKEN = `bench-admin-${process.pid}-0123456789abcdef`;
 const dir = mkdtempSync(join(tmpdir(), 'kiln-bench-triggers-'));
 const children: ChildProcess[] = [];

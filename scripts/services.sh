@@ -259,26 +259,38 @@ start_registry() {
 # ---------------------------------------------------------------------------------------------
 # 4. Redis
 
-redis_ok() { [ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+# redis-cli with the password (REDISCLI_AUTH keeps it off the command line).
+rcli() { REDISCLI_AUTH="$(cat "$REDIS_PASSFILE")" redis-cli --no-auth-warning -h "$REDIS_HOST" -p "$REDIS_PORT" "$@"; }
+redis_ok() { [ "$(rcli ping 2>/dev/null)" = PONG ]; }
+
+# A password made once and kept (RELIABILITY rule 3: loopback and requirepass), and the URL for
+# Kiln's REDIS_URL next to it: export REDIS_URL="$(cat $KILN_SERVICES_DIR/etc/redis.url)".
+# The tests read the password from the same file (bench/shared.ts, localRedisOptions).
+make_redis_password() {
+  if [ ! -s "$REDIS_PASSFILE" ]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$REDIS_PASSFILE.tmp") &&
+      mv -f -- "$REDIS_PASSFILE.tmp" "$REDIS_PASSFILE"
+  fi
+  (umask 077 && write_if_changed "$SVC_ETC/redis.url" "redis://:$(cat "$REDIS_PASSFILE")@$REDIS_HOST:$REDIS_PORT")
+}
 
 # The settings BullMQ asks for: AOF persistence, and no eviction (an evicted job key corrupts
-# a queue). Bound to 127.0.0.1 with protected mode on.
+# a queue). Bound to 127.0.0.1 with protected mode on and a password.
 write_redis_config() {
   mkdir -p "$KILN_SERVICES_DIR/redis"
-  write_if_changed "$SVC_ETC/redis.conf" "# Written by scripts/services.sh; edits are overwritten.
+  make_redis_password
+  (umask 077 && write_if_changed "$SVC_ETC/redis.conf" "# Written by scripts/services.sh; edits are overwritten.
 bind $REDIS_HOST
 port $REDIS_PORT
 protected-mode yes
-# requirepass is deliberately off for now: Redis is only reachable from this machine
-# (127.0.0.1). Turn it on (and put the password in Kiln's Redis URL) before letting
-# workers on other hosts reach it.
+requirepass $(cat "$REDIS_PASSFILE")
 daemonize yes
 pidfile $REDIS_PIDFILE
 logfile $SVC_LOG/redis.log
 dir $KILN_SERVICES_DIR/redis
 appendonly yes
 appendfsync everysec
-maxmemory-policy noeviction"
+maxmemory-policy noeviction")
 }
 
 # Alive until the daemonized server has written its pid file and that process is gone.
@@ -491,7 +503,7 @@ summary() {
   local docker_version driver redis_version
   docker_version="$(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
   driver="$(docker info --format '{{.Driver}}' 2>/dev/null || echo '?')"
-  redis_version="$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" info server 2>/dev/null |
+  redis_version="$(rcli info server 2>/dev/null |
     sed -n 's/^redis_version:\([^[:space:]]*\).*/\1/p')"
   echo "services: dockerd $docker_version ($driver), registry $REGISTRY_ADDR, redis ${redis_version:-?} $REDIS_HOST:$REDIS_PORT, images busybox alpine bash docker node"
 }

@@ -13,6 +13,7 @@ DOCKERD_PIDFILE="$SVC_RUN/dockerd.pid"
 DOCKERD_CONFIG="$SVC_ETC/daemon.json"   # dockerd --config-file (live-restore)
 REGISTRY_PIDFILE="$SVC_RUN/registry.pid"
 REDIS_PIDFILE="$SVC_RUN/redis.pid"
+REDIS_PASSFILE="$SVC_ETC/redis.pass"   # requirepass, made once
 
 REGISTRY_ADDR="127.0.0.1:5000"
 REDIS_HOST="127.0.0.1"

@@ -3,8 +3,9 @@ import Redis from 'ioredis';
 import { CachedTokens } from '../../src/http/token-cache';
 import { RedisStore } from '../../src/runs/redis-store';
 import type { TokenStore } from '../../src/runs/store';
+import { localRedisOptions } from '../helpers/redis';
 
-const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
+const redis = new Redis({ ...localRedisOptions(), lazyConnect: true, maxRetriesPerRequest: 1 });
 const prefix = `kiln-test-token-cache-${process.pid}-${randomBytes(3).toString('hex')}`;
 let store: RedisStore;
 

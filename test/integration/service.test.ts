@@ -8,6 +8,7 @@ import { startService } from '../../src/bin/service';
 import type { RunningService, ServiceOptions } from '../../src/cli/serve';
 import type { RunDocument } from '../../src/domain/run-record';
 import { docker, freePort, kiln, REGISTRY, requireServices } from './helpers';
+import { localRedisOptions, localRedisUrl } from '../helpers/redis';
 
 /**
  * The service as `kiln serve` assembles it (src/bin/service.ts), on the real Redis, Docker Engine
@@ -87,10 +88,10 @@ afterAll(() => {
 
 describe('kiln serve', () => {
   it('runs a task submitted by the client: the image it pushed pulls back and runs', async () => {
-    const db = new Redis('redis://127.0.0.1:6379/9');
+    const db = new Redis(localRedisOptions(9));
     await db.flushdb();
     try {
-      const service = await serve('redis://127.0.0.1:6379/9', { api: true, worker: true }, tempDir());
+      const service = await serve(localRedisUrl(9), { api: true, worker: true }, tempDir());
       const url = service.url as string;
       const r = await kiln(['run', '--server', url, '--token', ADMIN, '-f', join(EXAMPLES, 'build-push', 'acb.yaml'), join(EXAMPLES, 'build-push'), '-o', 'json'], {
         env: { KILN_REGISTRY: REGISTRY },

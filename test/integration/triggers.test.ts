@@ -12,6 +12,7 @@ import type { RunDocument } from '../../src/domain/run-record';
 import type { TriggerEvent } from '../../src/triggers/store';
 import { serveGitHttp, type LocalServer } from '../source/helpers/servers';
 import { freePort, requireServices } from './helpers';
+import { localRedisUrl } from '../helpers/redis';
 
 /**
  * The triggers end to end, as `kiln serve` assembles them: a git repository served over HTTP on
@@ -23,7 +24,7 @@ import { freePort, requireServices } from './helpers';
  */
 
 const run = promisify(execFile);
-const REDIS_URL = 'redis://127.0.0.1:6379/10';
+const REDIS_URL = localRedisUrl(10);
 const ADMIN = `admin-token-${process.pid}-triggers-0123456789`;
 const HOOK_SECRET = 'hook-secret-for-tests-0123';
 const logger = pino({ level: process.env.KILN_TEST_LOG ?? 'silent' }, pino.destination(2));

@@ -12,6 +12,7 @@ import { startWorker, type StartWorkerOptions, type WorkerHandle } from '../../s
 import { RedisStore } from '../../src/runs/redis-store';
 import type { RunDocument } from '../../src/domain/run-record';
 import { docker } from '../helpers/docker';
+import { localRedisOptions, localRedisUrl } from '../helpers/redis';
 
 /**
  * One service under a key prefix of its own, on the real Redis and Docker Engine that
@@ -19,7 +20,7 @@ import { docker } from '../helpers/docker';
  * that leaves one running fails, see `assertNoWorkerLeft`).
  */
 
-export const REDIS_URL = 'redis://127.0.0.1:6379';
+export const REDIS_URL = localRedisUrl();
 export const PLATFORM = 'linux/amd64';
 /** Logs of the code under test: silent unless KILN_TEST_LOG names a level. */
 export const logger = pino({ level: process.env.KILN_TEST_LOG ?? 'silent' }, pino.destination(2));
@@ -76,7 +77,7 @@ export class Service {
 
   async worker(options: Partial<StartWorkerOptions> = {}): Promise<WorkerHandle> {
     const handle = await startWorker({
-      connection: { host: '127.0.0.1', port: 6379 },
+      connection: localRedisOptions(),
       prefix: this.prefix,
       store: this.store,
       backendFor: (owner) => new DockerBackend({ owner, stopGraceSeconds: 1 }),

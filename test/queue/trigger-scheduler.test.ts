@@ -3,7 +3,7 @@ import Redis from 'ioredis';
 import type { TimerTrigger } from '../../src/domain/trigger';
 import { KilnError } from '../../src/errors';
 import { TriggerScheduler, checkSchedule, type TimerFire, type TriggerHandlers } from '../../src/queue/trigger-scheduler';
-import { deleteKeys } from '../helpers/redis';
+import { deleteKeys, localRedisUrl } from '../helpers/redis';
 
 /**
  * TriggerScheduler on the real Redis, under this file's own key prefix (removed after each test):
@@ -11,7 +11,7 @@ import { deleteKeys } from '../helpers/redis';
  * schedule check the settings use.
  */
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+const REDIS_URL = localRedisUrl();
 const PREFIX = `kiln-test-sched-${process.pid}-${randomBytes(3).toString('hex')}`;
 const DELAYED = `${PREFIX}:triggers:delayed`;
 const WAIT = `${PREFIX}:triggers:wait`;

@@ -16,7 +16,7 @@ import { docker, leftovers } from '../helpers/docker';
 import { startApi, type Harness } from '../http/helpers';
 import { makeTar } from '../source/helpers/files';
 import { serveHttp, type LocalServer } from '../source/helpers/servers';
-import { deleteKeys } from '../helpers/redis';
+import { deleteKeys, localRedisOptions } from '../helpers/redis';
 
 /**
  * executeClaimedRun on the real Redis store and Docker Engine: what an attempt records (or does
@@ -24,7 +24,7 @@ import { deleteKeys } from '../helpers/redis';
  */
 
 const logger = pino({ level: process.env.KILN_TEST_LOG ?? 'silent' }, pino.destination(2));
-const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
+const redis = new Redis({ ...localRedisOptions(), lazyConnect: true, maxRetriesPerRequest: 1 });
 const prefix = `kiln-test-worker-run-${process.pid}-${randomBytes(3).toString('hex')}`;
 const store = new RedisStore({ redis, prefix, secretKey: randomBytes(32) });
 const uploadsDir = mkdtempSync(join(tmpdir(), 'kiln-uploads-'));
@@ -285,7 +285,7 @@ it('stops an attempt that lost its run without recording anything or removing th
 }, 40_000);
 
 it('keeps log lines while the log store is unreachable, and says how many it dropped when its buffer was full', async () => {
-  const flaky = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const flaky = new Redis({ ...localRedisOptions(), lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
   await flaky.connect();
   const logs = new RedisStore({ redis: flaky, prefix, secretKey: randomBytes(32) }).logs;
   const runId = `k${Date.now()}`;

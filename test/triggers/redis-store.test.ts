@@ -3,11 +3,11 @@ import Redis from 'ioredis';
 import type { DependencyImage, ImageDependencies } from '../../src/domain/run-result';
 import { RedisTriggerStore } from '../../src/triggers/redis-store';
 import type { BaseImageDependency, DecisionLog, DependencyIndex } from '../../src/triggers/store';
-import { deleteKeys } from '../helpers/redis';
+import { deleteKeys, localRedisOptions } from '../helpers/redis';
 
 /** The triggers' store against the real Redis that scripts/services.sh starts, under a prefix of its own. */
 
-const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
+const redis = new Redis({ ...localRedisOptions(), lazyConnect: true, maxRetriesPerRequest: 1 });
 const prefix = `kiln-test-triggers-${process.pid}-${randomBytes(4).toString('hex')}`;
 const NOW = new Date('2026-03-01T12:00:00.000Z');
 let store: RedisTriggerStore;
