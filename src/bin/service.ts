@@ -7,6 +7,7 @@ import { DockerBackend } from '../backend/docker';
 import type { RunningService, ServiceOptions } from '../cli/serve';
 import { loadConfig } from '../config';
 import { createApp, createMetrics } from '../http';
+import { metricsListener } from '../http/metrics';
 import { parseImageRef } from '../domain/image-ref';
 import { BullRunQueue, startWorker, TriggerScheduler, type WorkerHandle } from '../queue';
 import { RegistryClient } from '../registry/client';
@@ -21,6 +22,7 @@ import { RedisPollMemory } from '../triggers/poll-memory';
 import { RedisTriggerStore } from '../triggers/redis-store';
 import { recordBuild, TriggerService } from '../triggers/service';
 import { errorMessage } from '../errors';
+import { consoleDir } from './package-root';
 
 /**
  * The service's composition root: the only place that builds Redis connections, the store, the
@@ -43,10 +45,33 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
   const secretKey = loadSecretKey(env, join(options.dataDir, 'secret.key'));
   const uploadKey = uploadKeyFrom(secretKey);
 
+  // One registry per process: the API's /metrics and the worker's --metrics-port show the same.
+  // The metrics port is bound first, so that a port taken fails the start before anything else is.
+  const metrics = createMetrics();
+  let metricsServer: Server | undefined;
+  let metricsUrl: string | undefined;
+  if (options.metricsPort !== undefined) {
+    const listening = createServer(metricsListener(metrics));
+    await new Promise<void>((resolve, reject) => {
+      listening.once('error', reject);
+      listening.listen(options.metricsPort, options.metricsHost ?? '127.0.0.1', () => resolve());
+    });
+    metricsServer = listening;
+    metricsUrl = urlOf(listening);
+    logger.info({ url: metricsUrl }, 'metrics served');
+  }
+  const stopEventLoop = metrics.watchEventLoop();
+
   // Commands fail fast while Redis is away (the API answers 503), but reconnect for ever.
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: true });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis'));
-  await redis.connect();
+  try {
+    await redis.connect();
+  } catch (err) {
+    stopEventLoop();
+    metricsServer?.close();
+    throw err;
+  }
   const store = new RedisStore({ redis, secretKey });
   const queue = new BullRunQueue({ connection: redis });
   const triggerStore = new RedisTriggerStore({ redis });
@@ -65,6 +90,7 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
   const stops: (() => Promise<void>)[] = [];
   let url: string | undefined;
   let server: Server | undefined;
+  stops.push(async () => stopEventLoop());
   if (options.api) {
     if (options.adminToken) await store.tokens.ensure(options.adminToken, 'admin (KILN_ADMIN_TOKEN)', 'admin');
     const scheduler = new TriggerScheduler({ connection: redis });
@@ -91,17 +117,17 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       defaults,
       ready: async () => (await redis.ping()) === 'PONG',
       logger,
-      metrics: createMetrics(),
+      metrics,
       imageAliases: config.imageAliases,
       triggers: { service: triggers, dependencies: triggerStore.dependencies, decisions: triggerStore.decisions },
+      consoleDir: consoleDir(),
     });
     server = createServer(app);
     await new Promise<void>((resolve, reject) => {
       server?.once('error', reject);
       server?.listen(options.port, options.host, () => resolve());
     });
-    const address = server.address();
-    url = typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+    url = urlOf(server);
     stops.push(startReconciler({ store, queue, logger }, RECONCILE_INTERVAL_MS));
     // Timers and poll ticks are BullMQ job schedulers: with several API processes, each tick runs once.
     await scheduler.setTick('poll', options.pollTick * 1000);
@@ -140,12 +166,16 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       network,
       dockerSocket: options.dockerSocket,
       imageAliases: config.imageAliases,
-      onFinished: (request, result) => recordBuild(triggerStore.dependencies, request, result),
+      onFinished: async (request, result) => {
+        metrics.observeRun(result);
+        await recordBuild(triggerStore.dependencies, request, result);
+      },
     });
   }
 
   return {
     url,
+    metricsUrl,
     async stop(graceMs: number): Promise<void> {
       // New requests first, then the worker's runs, then the connections everything shared.
       const closing = server ? new Promise<void>((resolve) => server?.close(() => resolve())) : Promise.resolve();
@@ -158,8 +188,16 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
       await queue.close();
       await store.close();
       await redis.quit().catch(() => redis.disconnect());
+      metricsServer?.closeAllConnections();
+      await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
     },
   };
+}
+
+/** `http://address:port` of a listening server (IPv6 in brackets). */
+function urlOf(server: Server): string | undefined {
+  const address = server.address();
+  return typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : undefined;
 }
 
 /**

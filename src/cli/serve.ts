@@ -41,11 +41,20 @@ export interface ServiceOptions {
   policy: Policy;
   /** Per-step limits of every run (`--step-memory`, `--step-cpus`, `--step-pids`). */
   limits: StepLimits;
+  /**
+   * A port of its own for `GET /metrics` and `GET /healthz` (`--metrics-port`; 0: any free one),
+   * for a worker, which has no API to be scraped on; none by default.
+   */
+  metricsPort?: number;
+  /** The address that port listens on (`--metrics-host`); default 127.0.0.1. */
+  metricsHost?: string;
 }
 
 export interface RunningService {
   /** The API's address, when this process serves it. */
   url?: string;
+  /** The metrics endpoint's address (`--metrics-port`), when there is one. */
+  metricsUrl?: string;
   /** Stops taking work, lets what runs finish within `graceMs`, then ends the rest. */
   stop(graceMs: number): Promise<void>;
 }
@@ -85,6 +94,8 @@ interface ServiceFlags {
   stepMemory?: number;
   stepCpus?: number;
   stepPids?: number;
+  metricsPort?: number;
+  metricsHost?: string;
 }
 
 function integer(min: number, max: number): (text: string) => number {
@@ -120,6 +131,15 @@ function apiUrlOption(text: string | undefined): { apiUrl?: string } {
   return { apiUrl: url.href.replace(/\/+$/, '') };
 }
 
+/** `--metrics-port` and `--metrics-host`: the host alone is a mistake (nothing would listen). */
+function metricsOptions(flags: Pick<ServiceFlags, 'metricsPort' | 'metricsHost'>): Pick<ServiceOptions, 'metricsPort' | 'metricsHost'> {
+  if (flags.metricsPort === undefined) {
+    if (flags.metricsHost !== undefined) throw new KilnError('invalid_input', '--metrics-host needs --metrics-port');
+    return {};
+  }
+  return { metricsPort: flags.metricsPort, metricsHost: flags.metricsHost ?? '127.0.0.1' };
+}
+
 export function registerServiceCommands(program: Command, deps: ServiceDeps): void {
   const apiOptions = (cmd: Command): Command =>
     cmd
@@ -138,7 +158,11 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
       .addOption(new Option('--platform <os/arch>', 'the platform this worker builds for; it takes only runs for it').default('linux/amd64'))
       .addOption(new Option('--pool <name>', 'the worker pool; it takes only runs for it').default('default'))
       .option('--no-docker-socket', 'do not give steps the Docker socket (steps that run docker need it)')
-      .option('--api-url <url>', "the API's URL, to fetch uploaded contexts that are not in this host's data directory (default: $KILN_API_URL)");
+      .option('--api-url <url>', "the API's URL, to fetch uploaded contexts that are not in this host's data directory (default: $KILN_API_URL)")
+      .addOption(
+        new Option('--metrics-port <port>', 'serve GET /metrics (Prometheus: event-loop delay...) and GET /healthz on this port, without a token (0: any free port; off by default)').argParser(integer(0, 65535)),
+      )
+      .addOption(new Option('--metrics-host <address>', 'the address --metrics-port listens on (default: 127.0.0.1)'));
   const common = (cmd: Command): Command =>
     cmd
       .option('--registry <host>', 'the default run registry (default: $KILN_REGISTRY)')
@@ -164,6 +188,7 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
       pollTick: flags.pollTick ?? 5,
       policy: flags.policy ?? 'restricted',
       limits: { memoryBytes: flags.stepMemory ?? 2 * 1024 ** 3, cpus: flags.stepCpus ?? 2, pids: flags.stepPids ?? 1024 },
+      ...metricsOptions(flags),
     };
     let service: RunningService;
     try {
@@ -178,7 +203,7 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
     const what = [parts.api ? `API on ${service.url}` : '', parts.worker ? `worker (${options.platform}, pool ${options.pool}, ${options.concurrency} at once)` : '']
       .filter(Boolean)
       .join(' and ');
-    deps.stderr.write(`kiln: serving ${what}\n`);
+    deps.stderr.write(`kiln: serving ${what}${service.metricsUrl ? `; metrics on ${service.metricsUrl}/metrics` : ''}\n`);
     const signal = await deps.untilStopped();
     deps.stderr.write(`kiln: ${signal}: stopping (running runs get ${SHUTDOWN_GRACE_MS / 1000} s to finish)\n`);
     // The hard deadline: whatever still hangs (a Redis that is gone, a stuck stream) is cut off.

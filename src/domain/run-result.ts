@@ -1,3 +1,4 @@
+import type { PlanStep } from './plan';
 import type { RunStatus, StepStatus } from './status';
 
 /**
@@ -19,6 +20,13 @@ export interface RunResult {
 
 export interface StepResult {
   id: string;
+  /** The step's kind, as the plan decided it. */
+  kind: PlanStep['kind'];
+  /**
+   * The ids of the steps it waits for: the plan's resolved `when` (the previous step when it has
+   * none, nothing for `when: ["-"]`). With the ids, the steps of a run draw its graph.
+   */
+  dependsOn: string[];
   status: StepStatus;
   /** The last attempt's exit code; null when no container exited (skipped, build, push, or an error before it ran). */
   exitCode: number | null;
@@ -27,6 +35,11 @@ export interface StepResult {
   attempts: number;
   /** What went wrong, when the step failed for a reason other than its exit code. */
   error?: string;
+}
+
+/** A step of `plan` before it ran: the shape every step table starts from (status and times follow). */
+export function pendingStep(step: Pick<PlanStep, 'id' | 'kind' | 'dependsOn'>, status: StepStatus = 'Queued'): StepResult {
+  return { id: step.id, kind: step.kind, dependsOn: [...step.dependsOn], status, exitCode: null, startedAt: null, finishedAt: null, attempts: 0 };
 }
 
 export interface OutputImage {

@@ -33,7 +33,13 @@ export interface ImageUpdateTrigger {
 }
 
 export type RunTrigger =
-  | { type: 'Manual'; /** The token's name. */ by?: string }
+  | {
+      type: 'Manual';
+      /** The token's name. */
+      by?: string;
+      /** The run this one repeats (`POST /v1/runs/{id}/rerun`). */
+      rerunOf?: string;
+    }
   | {
       type: 'Commit' | 'PullRequest';
       /** `poll` when a `git ls-remote` poll saw the commit. */

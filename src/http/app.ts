@@ -8,11 +8,13 @@ import { registerLogRoutes } from './logs-routes';
 import { timeRequests } from './metrics';
 import { CachedTokens } from './token-cache';
 import { HttpError, notFoundHandler, problemHandler } from './problem';
+import { registerRunEventRoutes, RunEventHub } from './run-events';
 import { registerRunRoutes } from './runs-routes';
 import { registerTaskRoutes } from './tasks-routes';
 import { registerTokenRoutes } from './tokens-routes';
 import { registerTriggerRoutes } from './triggers-routes';
 import { registerUploadRoutes } from './uploads-routes';
+import { serveConsole } from './web-console';
 
 export type { AppDefaults, AppDeps, RouteContext } from './context';
 
@@ -20,6 +22,8 @@ export type { AppDefaults, AppDeps, RouteContext } from './context';
  * The HTTP API as an Express app built from injected dependencies; it binds nothing (bin/ does).
  * Every route but /healthz, /readyz, /metrics, /v1/uploads/{uploadId} and the source webhooks
  * (which carry their own signatures) needs a bearer token. Store and queue failures answer 503 with Retry-After, never 500.
+ * The web console, when there is one (`consoleDir`), is static files outside /v1, open to all:
+ * the page asks for a token and sends it with its own requests to /v1.
  */
 
 /** Paths open without a token. */
@@ -59,10 +63,12 @@ export function createApp(input: AppDeps): Express {
   });
   app.use((req, res, next) => {
     const start = process.hrtime.bigint();
+    // The path asked for (the console answers client-side routes with index.html by rewriting it).
+    const path = req.path;
     res.once('close', () => {
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       // The path only: query strings and headers are never logged.
-      logger.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms), token: principal(res)?.id }, 'request');
+      logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round(ms), token: principal(res)?.id }, 'request');
     });
     next();
   });
@@ -80,12 +86,15 @@ export function createApp(input: AppDeps): Express {
     res.type(deps.metrics.registry.contentType).send(text);
   });
 
+  // Before the run routes: `/v1/runs/:id` would take `events` for a run id.
+  registerRunEventRoutes(app, ctx, new RunEventHub(deps.runs, logger));
   registerRunRoutes(app, ctx);
   registerLogRoutes(app, ctx);
   registerTaskRoutes(app, ctx);
   registerTokenRoutes(app, ctx);
   registerTriggerRoutes(app, ctx);
   registerUploadRoutes(app, ctx);
+  if (input.consoleDir !== undefined) serveConsole(app, input.consoleDir);
 
   app.use(notFoundHandler);
   app.use(problemHandler(logger));
@@ -96,8 +105,8 @@ export function createApp(input: AppDeps): Express {
  * The standard security headers, strict for an API that answers only JSON, problems, text logs
  * and event streams: nothing may load, frame or embed an answer (CSP `default-src 'none';
  * frame-ancestors 'none'`, X-Frame-Options DENY, Cross-Origin-Resource-Policy same-origin), no
- * Referer leaves, no MIME sniffing, no X-Powered-By. A web console, when there is one, gets its
- * own, looser policy on its own routes.
+ * Referer leaves, no MIME sniffing, no X-Powered-By. The web console gets its own, looser
+ * policy on its own pages (web-console.ts: CONSOLE_CSP).
  *
  * HSTS is off: the API binds to 127.0.0.1 over plain http by default, where the header means
  * nothing, and a TLS proxy in front of it (the only place it would mean something) is where it

@@ -50,6 +50,12 @@ export interface AppDeps {
   heartbeatMs?: number;
   /** Failed authentications per client address (default 20 a minute). */
   authFailures?: AuthFailureLimit;
+  /**
+   * The built web console (`index.html`, `assets/`), served at `/` without a token; without it
+   * nothing is served there. A directory without index.html answers `/` with a 404 saying how to
+   * build it.
+   */
+  consoleDir?: string;
   /** Webhooks, registry notifications, timers and the dependency index; without it those routes do not exist. */
   triggers?: { service: TriggerService; dependencies: DependencyIndex; decisions: DecisionLog };
 }

@@ -1,13 +1,16 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { RequestHandler } from 'express';
 import { Gauge, Histogram, Registry } from 'prom-client';
 import { RUN_STATUSES } from '../domain/status';
+import type { RunResult } from '../domain/run-result';
 import type { RunQueue, RunStore } from '../runs/store';
 
 /**
  * The service's Prometheus metrics, on a registry of their own (never prom-client's global one,
- * so that two apps in one process, or a test, do not share series). The duration histograms are
- * plain prom-client histograms: the worker side observes `runDuration` and `stepDuration` with
- * the final status as the label.
+ * so that two apps in one process, or a test, do not share series). The run and step duration
+ * histograms are filled by the process that runs the worker (`observeRun`, when a run ends): the
+ * API of `kiln serve`, or a worker's `--metrics-port`.
  */
 
 export interface KilnMetrics {
@@ -18,12 +21,40 @@ export interface KilnMetrics {
   runDuration: Histogram<'status'>;
   /** Seconds per step, by step status. */
   stepDuration: Histogram<'status'>;
+  /** Records a finished run's duration and each of its steps that ran (both ends known). */
+  observeRun(result: Pick<RunResult, 'status' | 'startedAt' | 'finishedAt' | 'steps'>): void;
   /**
    * Adds the gauges read from the service's state at each scrape: queue depth, runs by status,
    * workers. Once per registry (a second call throws).
    */
   watchService(sources: { runs: Pick<RunStore, 'countByStatus'>; queue: Pick<RunQueue, 'depth' | 'workers'> }): void;
+  /**
+   * Starts measuring the event loop's delay (`kiln_event_loop_delay_seconds`, see
+   * EventLoopOptions); returns what stops it. Once per registry (a second call throws). The
+   * process's own loop: a starved one is what makes BullMQ locks expire (RELIABILITY.md R16).
+   */
+  watchEventLoop(options?: EventLoopOptions): () => void;
 }
+
+export interface EventLoopOptions {
+  /**
+   * The gauge shows the last complete window of this length, so that what a scrape reads does
+   * not depend on when (or by how many) it is scraped. Default 10 s.
+   */
+  windowMs?: number;
+  /** How often the delay is sampled (perf_hooks.monitorEventLoopDelay's resolution). Default 10 ms. */
+  resolutionMs?: number;
+}
+
+/** Seconds between two ISO times, when both are there and in order. */
+function seconds(from: string | null, to: string | null): number | undefined {
+  if (!from || !to) return undefined;
+  const ms = Date.parse(to) - Date.parse(from);
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : undefined;
+}
+
+/** The quantiles of kiln_event_loop_delay_seconds; `1` is the largest delay of the window. */
+const EVENT_LOOP_QUANTILES = [0.5, 0.9, 0.99, 1] as const;
 
 export function createMetrics(): KilnMetrics {
   const registry = new Registry();
@@ -53,6 +84,15 @@ export function createMetrics(): KilnMetrics {
     httpRequestDuration,
     runDuration,
     stepDuration,
+    observeRun(result) {
+      const run = seconds(result.startedAt, result.finishedAt);
+      if (run !== undefined) runDuration.observe({ status: result.status }, run);
+      for (const step of result.steps) {
+        const took = seconds(step.startedAt, step.finishedAt);
+        if (took !== undefined) stepDuration.observe({ status: step.status }, took);
+      }
+    },
+    watchEventLoop: (options) => watchEventLoop(registry, options),
     watchService({ runs, queue }) {
       new Gauge({
         name: 'kiln_queue_jobs',
@@ -91,6 +131,55 @@ export function createMetrics(): KilnMetrics {
         },
       });
     },
+  };
+}
+
+function watchEventLoop(registry: Registry, options: EventLoopOptions = {}): () => void {
+  const windowMs = options.windowMs ?? 10_000;
+  const delays = new Gauge({
+    name: 'kiln_event_loop_delay_seconds',
+    help: `Event-loop delay of this process over the last complete ${windowMs / 1000} s window, by quantile (1: the largest), sampled every ${options.resolutionMs ?? 10} ms (the sampling interval is included); RELIABILITY.md R16 wants p99 < 1 s`,
+    labelNames: ['quantile'] as const,
+    registers: [registry],
+  });
+  const histogram = monitorEventLoopDelay({ resolution: options.resolutionMs ?? 10 });
+  histogram.enable();
+  const rotate = (): void => {
+    // A window without a sample (a loop blocked for all of it) keeps the last values, and the
+    // block shows in the next window, whose first sample is that long.
+    if (histogram.count === 0) return;
+    for (const q of EVENT_LOOP_QUANTILES) delays.set({ quantile: String(q) }, (q === 1 ? histogram.max : histogram.percentile(q * 100)) / 1e9);
+    histogram.reset();
+  };
+  const timer = setInterval(rotate, windowMs);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    histogram.disable();
+    registry.removeSingleMetric('kiln_event_loop_delay_seconds');
+  };
+}
+
+/**
+ * The metrics endpoint of a process without the API (`kiln worker --metrics-port`), for
+ * `http.createServer`: `GET /metrics` (Prometheus text) and `GET /healthz` (`{"status":"ok"}`
+ * while the process runs); anything else is a 404, another method a 405. No token: it says
+ * nothing about runs, and binds to loopback unless told otherwise.
+ */
+export function metricsListener(metrics: Pick<KilnMetrics, 'registry'>): (req: IncomingMessage, res: ServerResponse) => void {
+  const answer = (res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}): void => {
+    res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers });
+    res.end(body);
+  };
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' && path !== '/healthz') return answer(res, 404, 'text/plain; charset=utf-8', `no route for ${req.method} ${path}\n`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return answer(res, 405, 'text/plain; charset=utf-8', 'only GET\n', { allow: 'GET, HEAD' });
+    if (path === '/healthz') return answer(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
+    metrics.registry.metrics().then(
+      (text) => answer(res, 200, metrics.registry.contentType, text),
+      (err: unknown) => answer(res, 500, 'text/plain; charset=utf-8', `metrics failed: ${err instanceof Error ? err.message : String(err)}\n`),
+    );
   };
 }
 

@@ -78,6 +78,32 @@ export function storeUnavailable(cause?: unknown): HttpError {
   });
 }
 
+/**
+ * Redis refusing a command for a reason that passes, as its error replies say: out of memory under
+ * `noeviction` (`OOM`), a disk it cannot write its AOF or RDB to (`MISCONF Errors writing to the
+ * AOF file: No space left on device`), a replica or a load in progress (`READONLY`, `LOADING`), a
+ * busy script; in a Lua script (BullMQ's) the code comes after a `-`. And ioredis with no
+ * connection to send it on. Redis 7 answers `MISCONF` to every write (and PING) until an AOF write
+ * succeeds again; under `appendfsync always` it exits instead, which is the connection case.
+ */
+const REDIS_REFUSAL = /(^|[\s-])(OOM|MISCONF|READONLY|LOADING|BUSY|MASTERDOWN|NOREPLICAS|TRYAGAIN|CLUSTERDOWN) |Errors writing to the AOF file|unable to persist to disk/;
+const REDIS_AWAY = /^(Connection is closed\.|Reached the max retries per request limit|Stream isn't writeable|connect ECONNREFUSED |read ECONNRESET|write EPIPE)/;
+
+/**
+ * Whether an error is the store being unavailable for now (a refusal or an absent Redis), here or
+ * in its causes. The stores the routes use are wrapped to say so themselves (app.ts); this catches
+ * what reaches the handler by another way (a webhook's trigger stores), so that it is a 503 the
+ * sender retries, not a 500. Any other Redis error (a malformed command) stays a 500: a bug.
+ */
+export function isStoreRefusal(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e instanceof Error; depth++) {
+    if (REDIS_REFUSAL.test(e.message) || REDIS_AWAY.test(e.message) || e.name === 'MaxRetriesPerRequestError') return true;
+    e = e.cause;
+  }
+  return false;
+}
+
 /** Errors raised by express's own body parsers (http-errors with a `type` and an `expose` flag). */
 interface ParserError {
   status: number;
@@ -113,6 +139,7 @@ export function toHttpError(err: unknown): HttpError {
     const detail = err.type === 'entity.parse.failed' ? `the body is not valid JSON: ${err.message}` : err.message;
     return new HttpError(err.status, detail, { cause: err });
   }
+  if (isStoreRefusal(err)) return storeUnavailable(err);
   return new HttpError(500, 'internal error', { cause: err });
 }
 

@@ -1,17 +1,22 @@
+import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import type { Express, Request } from 'express';
+import type { RunSource } from '../domain/run-record';
 import { TRIGGER_TYPES } from '../domain/trigger';
 import { RUN_STATUSES } from '../domain/status';
 import { QUICK_BUILD_FILE, quickBuildTask } from '../runs/quick-build';
 import type { RunFilter } from '../runs/store';
-import { submitRun, type SubmitInput } from '../runs/submit';
+import { submitRun, taskConfinement, type SubmitInput } from '../runs/submit';
+import { uploadPath } from '../runs/worker-run';
 import type { RouteContext } from './context';
 import { principal } from './auth';
-import { readBody, type FieldKinds } from './body';
+import { readBody, type FieldKinds, type Upload } from './body';
 import { HttpError, sendProblem } from './problem';
 import { enumQueryParam, MAX_PAGE, onlyQueryParams, pageLimit, pathParam, queryParam, runSource, sendAccepted, withUpload } from './request';
 import { checkBody, NAME_PATTERN, validators } from './schemas';
 
-/** Quick runs and builds, the run list, one run, and cancel. */
+/** Quick runs and builds, the run list, one run, cancel and rerun. */
 
 const RUN_FIELDS: FieldKinds = { json: ['values', 'set', 'secrets', 'credentials'], integer: ['timeout'] };
 const BUILD_FIELDS: FieldKinds = { json: ['tags', 'buildArgs', 'credentials'], integer: ['timeout'], boolean: ['noPush'] };
@@ -86,6 +91,67 @@ export function registerRunRoutes(app: Express, ctx: RouteContext): void {
     res.json(run);
   });
 
+  /**
+   * The same request again, through the same submit path: its task text (or file), values,
+   * registry, timeout, source, platform, pool and queue TTL, and its stored secrets and
+   * credentials (decrypted here only to check the task, as for any submit). The policy and limits
+   * are what a new run of the same kind gets now (the server's, or its task's), so that repeating
+   * an old run never escapes a policy tightened since. An uploaded context is copied under a new
+   * id, since each run's upload is removed when that run ends.
+   */
+  app.post('/v1/runs/:id/rerun', requireRole('runner'), async (req, res) => {
+    const id = pathParam(req, 'id');
+    const original = await deps.runs.submission(id);
+    if (!original) throw new HttpError(404, `no run ${id}`);
+    const { request, secrets } = original;
+    if (!secrets) throw notRepeatable(id, "its secrets were sealed with another server key and cannot be read");
+    let confinement: Pick<SubmitInput, 'policy' | 'limits'>;
+    if (request.taskName !== undefined) {
+      const task = await deps.tasks.get(request.taskName);
+      if (!task) throw notRepeatable(id, `its task ${request.taskName} no longer exists`);
+      if (task.status === 'Disabled') throw notRepeatable(id, `its task ${request.taskName} is disabled`);
+      confinement = taskConfinement(task, deps.defaults);
+    } else {
+      confinement = { policy: deps.defaults.policy ?? 'restricted', limits: deps.defaults.limits ?? {} };
+    }
+    const upload = request.source.kind === 'upload' ? await copyUpload(id, request.source) : undefined;
+    await withUpload(upload, async () => {
+      const { taskText, fileName, trigger: _trigger, source, policy: _policy, limits: _limits, ...same } = request;
+      const who = principal(res)?.name;
+      const submitted = await submitRun(
+        {
+          ...same,
+          ...confinement,
+          // A `file` task was stored with an empty text: the worker reads it from the source again.
+          task: taskText === '' ? { file: fileName } : { text: taskText, fileName },
+          source: upload ? { kind: 'upload', uploadId: upload.uploadId, bytes: upload.bytes } : source,
+          trigger: { type: 'Manual', ...(who ? { by: who } : {}), rerunOf: id },
+          secrets,
+          // Only a saved task's runs may read `env:` and `file:` secrets on the worker (as its first run could).
+          hostSecrets: request.taskName !== undefined,
+        },
+        ctx.submitDeps,
+      );
+      sendAccepted(res, submitted);
+    });
+  });
+
+  /** A copy of the run's upload under a new id, or 409 when it is gone (its run ended). */
+  const copyUpload = async (runId: string, source: Extract<RunSource, { kind: 'upload' }>): Promise<Upload> => {
+    const uploadId = randomUUID();
+    const path = uploadPath(deps.uploadsDir, uploadId);
+    try {
+      // A fresh file (not a link): the sweep of old uploads goes by its age.
+      await copyFile(uploadPath(deps.uploadsDir, source.uploadId), path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw notRepeatable(runId, 'its context was an uploaded tar, which is removed once its run ends; submit it again with the context');
+      }
+      throw err;
+    }
+    return { uploadId, path, bytes: source.bytes };
+  };
+
   app.post('/v1/runs/:id/cancel', requireRole('runner'), async (req, res) => {
     const id = pathParam(req, 'id');
     const outcome = await deps.runs.cancel(id);
@@ -108,6 +174,11 @@ export function registerRunRoutes(app: Express, ctx: RouteContext): void {
     }
     res.status(202).json(outcome.run);
   });
+}
+
+/** 409: the run cannot be submitted again as it was. */
+function notRepeatable(runId: string, why: string): HttpError {
+  return new HttpError(409, `run ${runId} cannot be run again: ${why}`, { type: 'urn:kiln:problem:not-repeatable' });
 }
 
 function runFilter(req: Request): RunFilter {

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Backend, BuildContextSource, RegistryLogin, StepConfinement } from '../backend/types';
 import type { BuildContext, Plan } from '../domain/plan';
-import type { RunResult } from '../domain/run-result';
+import { pendingStep, type RunResult } from '../domain/run-result';
 import { scanDockerfile } from '../plan';
 import { executePlan, type Clock, type RunEvent } from '../runtime';
 import { fetchGitContext, fetchTarContext, packContext, type NetworkPolicy } from '../source';
@@ -101,7 +101,7 @@ function notStarted(options: ExecuteRunOptions, startedAt: Date, error: string):
     status: 'Failed',
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    steps: options.plan.steps.map((s) => ({ id: s.id, status: 'Skipped', exitCode: null, startedAt: null, finishedAt: null, attempts: 0 })),
+    steps: options.plan.steps.map((s) => pendingStep(s, 'Skipped')),
     outputImages: [],
     dependencies: [],
     error,

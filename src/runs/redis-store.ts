@@ -14,9 +14,11 @@ import type {
   LogStore,
   Role,
   RunFilter,
+  RunChange,
   RunPage,
   RunProgress,
   RunStore,
+  RunSubmission,
   SavedTask,
   TaskInput,
   TaskSealed,
@@ -38,6 +40,10 @@ import type {
  *   closes it), `P:log:<id>:bytes` its size so far.
  * - `P:task:<name>` hash and `P:tasks` set; `P:token:<sha256>` hash and `P:tokens` hash id -> sha256.
  * - Channel `P:cancel`: run ids whose cancel was requested.
+ * - Channel `P:run-events`: `{"runId", "status", "task"}` (task '' for none) each time a run is
+ *   created, changes status, or has its step table written with a change; published by the same
+ *   script (or transaction) that writes the change, so a message never announces a state that
+ *   was not stored. The run hash's scalar `task` field (the saved task's name, '') feeds it.
  *
  * Every status change goes through one script, so the rules hold under any interleaving: a
  * status only moves forward (Queued < Started < Running < final), a final status is never
@@ -62,7 +68,13 @@ const DEFAULT_LOG_RETENTION = 30 * 24 * 3600;
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 500;
 
-/** Status ranks and index updates shared by the scripts. KEYS[1] is the run hash; ARGV[1] the prefix. */
+/** The channel of run changes (see the key list above). */
+const RUN_EVENTS = 'run-events';
+
+/**
+ * Status ranks, index updates and the change notice shared by the scripts. KEYS[1] is the run
+ * hash; ARGV[1] the prefix.
+ */
 const LUA_COMMON = `
 local function rank(s)
   if s == 'Queued' then return 0 elseif s == 'Started' then return 1 elseif s == 'Running' then return 2 else return 3 end
@@ -73,6 +85,18 @@ local function move(run, prefix, id, from, to)
   redis.call('ZREM', prefix .. ':runs:status:' .. from, id)
   redis.call('ZADD', prefix .. ':runs:status:' .. to, seq, id)
   if rank(to) == 3 then redis.call('SREM', prefix .. ':runs:unfinished', id) end
+end
+local function notify(run, prefix, id)
+  local task = redis.call('HGET', run, 'task')
+  if not task then
+    -- A run stored before the field existed: its task name is in the request; read once, kept.
+    local ok, req = pcall(cjson.decode, redis.call('HGET', run, 'request') or '{}')
+    task = ''
+    if ok and type(req) == 'table' and type(req.taskName) == 'string' then task = req.taskName end
+    redis.call('HSET', run, 'task', task)
+  end
+  local status = redis.call('HGET', run, 'status')
+  redis.call('PUBLISH', prefix .. ':${RUN_EVENTS}', cjson.encode({runId = id, status = status, task = task}))
 end
 `;
 
@@ -88,19 +112,29 @@ if status == 'Queued' then to = 'Started' end
 redis.call('HSET', run, 'token', ARGV[3], 'worker', ARGV[4], 'status', to, 'steps', '[]')
 if redis.call('HGET', run, 'startedAt') == '' then redis.call('HSET', run, 'startedAt', ARGV[5]) end
 move(run, ARGV[1], ARGV[2], status, to)
+notify(run, ARGV[1], ARGV[2])
 return {'ok', tostring(attempt)}
 `;
 
-/** progress: ARGV prefix, id, token, status ('' = unchanged), steps ('' = unchanged). Returns 1 or 0. */
+/**
+ * progress: ARGV prefix, id, token, status ('' = unchanged), steps ('' = unchanged). Returns 1 or 0.
+ * Announces the run only when its status or its step table changed.
+ */
 const PROGRESS = `${LUA_COMMON}
 local run = KEYS[1]
 local status = redis.call('HGET', run, 'status')
 if not status or rank(status) == 3 or redis.call('HGET', run, 'token') ~= ARGV[3] then return 0 end
+local changed = false
 if ARGV[4] ~= '' and rank(ARGV[4]) > rank(status) then
   redis.call('HSET', run, 'status', ARGV[4])
   move(run, ARGV[1], ARGV[2], status, ARGV[4])
+  changed = true
 end
-if ARGV[5] ~= '' then redis.call('HSET', run, 'steps', ARGV[5]) end
+if ARGV[5] ~= '' and redis.call('HGET', run, 'steps') ~= ARGV[5] then
+  redis.call('HSET', run, 'steps', ARGV[5])
+  changed = true
+end
+if changed then notify(run, ARGV[1], ARGV[2]) end
 return 1
 `;
 
@@ -117,6 +151,7 @@ if ARGV[4] ~= '' and redis.call('HGET', run, 'attempt') ~= ARGV[4] then return 0
 for i = 6, #ARGV, 2 do redis.call('HSET', run, ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', run, 'status', ARGV[5])
 move(run, ARGV[1], ARGV[2], status, ARGV[5])
+notify(run, ARGV[1], ARGV[2])
 return 1
 `;
 
@@ -129,6 +164,7 @@ if rank(status) == 3 then return 'final' end
 if status == 'Queued' then
   redis.call('HSET', run, 'status', 'Canceled', 'finishedAt', ARGV[3], 'error', 'canceled before it started')
   move(run, ARGV[1], ARGV[2], status, 'Canceled')
+  notify(run, ARGV[1], ARGV[2])
   return 'canceled'
 end
 redis.call('HSET', run, 'cancel', '1')
@@ -190,8 +226,12 @@ export class RedisStore implements RunStore {
   private readonly p: string;
   private readonly box: SecretBox;
   private readonly now: () => Date;
+  /** One connection for every channel this store listens to, opened at the first listener. */
   private subscriber: Redis | undefined;
+  /** SUBSCRIBE of each channel listened to, done or in flight. */
+  private readonly subscribed = new Map<string, Promise<unknown>>();
   private readonly cancelListeners = new Set<(runId: string) => void>();
+  private readonly changeListeners = new Set<(change: RunChange) => void>();
 
   constructor(options: RedisStoreOptions) {
     this.redis = options.redis;
@@ -207,7 +247,9 @@ export class RedisStore implements RunStore {
   async close(): Promise<void> {
     const subscriber = this.subscriber;
     this.subscriber = undefined;
+    this.subscribed.clear();
     this.cancelListeners.clear();
+    this.changeListeners.clear();
     if (subscriber) await subscriber.quit().catch(() => subscriber.disconnect());
     await (this.logs as RedisLogStore).close();
   }
@@ -237,7 +279,7 @@ export class RedisStore implements RunStore {
     const seq = await this.redis.incr(`${this.p}:run:seq`);
     const runId = `${await this.idTag()}${seq}`;
     const createdAt = this.now().toISOString();
-    const fields: RunFields & { seq: string; secrets: string; token: string; cancel: string } = {
+    const fields: RunFields & { seq: string; secrets: string; token: string; cancel: string; task: string } = {
       status: 'Queued',
       attempt: '0',
       worker: '',
@@ -253,8 +295,10 @@ export class RedisStore implements RunStore {
       secrets: this.box.seal(JSON.stringify(secrets)),
       token: '',
       cancel: '0',
+      task: request.taskName ?? '',
     };
     const multi = this.redis.multi().hset(this.key(runId), fields);
+    multi.publish(`${this.p}:${RUN_EVENTS}`, JSON.stringify({ runId, status: fields.status, task: fields.task }));
     multi.zadd(`${this.p}:runs`, seq, runId).zadd(`${this.p}:runs:status:Queued`, seq, runId);
     multi.zadd(`${this.p}:runs:trigger:${request.trigger.type}`, seq, runId).sadd(`${this.p}:runs:unfinished`, runId);
     if (request.taskName !== undefined) multi.zadd(`${this.p}:runs:task:${request.taskName}`, seq, runId);
@@ -359,24 +403,81 @@ export class RedisStore implements RunStore {
     return { outcome: outcome as 'canceled' | 'requested' | 'final', run };
   }
 
+  async submission(runId: string): Promise<RunSubmission | undefined> {
+    if (!isRunId(runId)) return undefined;
+    const [request, secrets] = await this.redis.hmget(this.key(runId), 'request', 'secrets');
+    if (request === null) return undefined;
+    let opened: RunSecrets | undefined;
+    try {
+      opened = JSON.parse(this.box.open(secrets ?? '')) as RunSecrets;
+    } catch {
+      opened = undefined;
+    }
+    return { request: JSON.parse(request) as RunRequest, ...(opened ? { secrets: opened } : {}) };
+  }
+
   async cancelRequested(runId: string): Promise<boolean> {
     return (await this.redis.hget(this.key(runId), 'cancel')) === '1';
   }
 
   async onCancelRequest(listener: (runId: string) => void): Promise<() => Promise<void>> {
-    if (!this.subscriber) {
-      const subscriber = this.redis.duplicate();
-      this.subscriber = subscriber;
-      subscriber.on('message', (_channel: string, runId: string) => {
-        for (const l of this.cancelListeners) l(runId);
-      });
-      subscriber.on('error', () => undefined); // ioredis reconnects and resubscribes by itself
-      await subscriber.subscribe(`${this.p}:cancel`);
-    }
     this.cancelListeners.add(listener);
+    try {
+      await this.listen(`${this.p}:cancel`);
+    } catch (err) {
+      this.cancelListeners.delete(listener);
+      throw err;
+    }
     return async () => {
       this.cancelListeners.delete(listener);
     };
+  }
+
+  async onRunChange(listener: (change: RunChange) => void): Promise<() => Promise<void>> {
+    const channel = `${this.p}:${RUN_EVENTS}`;
+    this.changeListeners.add(listener);
+    try {
+      await this.listen(channel);
+    } catch (err) {
+      this.changeListeners.delete(listener);
+      throw err;
+    }
+    return async () => {
+      if (!this.changeListeners.delete(listener) || this.changeListeners.size > 0) return;
+      // Nobody listens any more: Redis stops sending (the connection stays for the next listener).
+      const subscriber = this.subscriber;
+      if (this.subscribed.delete(channel) && subscriber) await subscriber.unsubscribe(channel).catch(() => undefined);
+    };
+  }
+
+  /** Subscribes the shared subscriber connection to `channel` (once); resolves when Redis has confirmed. */
+  private async listen(channel: string): Promise<void> {
+    let subscriber = this.subscriber;
+    if (!subscriber) {
+      subscriber = this.redis.duplicate();
+      this.subscriber = subscriber;
+      subscriber.on('message', (from: string, message: string) => this.dispatch(from, message));
+      subscriber.on('error', () => undefined); // ioredis reconnects and resubscribes by itself
+    }
+    let done = this.subscribed.get(channel);
+    if (!done) {
+      done = subscriber.subscribe(channel);
+      this.subscribed.set(channel, done);
+      // A failed SUBSCRIBE is tried again by the next listener.
+      done.catch(() => {
+        if (this.subscribed.get(channel) === done) this.subscribed.delete(channel);
+      });
+    }
+    await done;
+  }
+
+  private dispatch(channel: string, message: string): void {
+    if (channel === `${this.p}:cancel`) {
+      for (const l of this.cancelListeners) l(message);
+    } else if (channel === `${this.p}:${RUN_EVENTS}`) {
+      const change = parseRunChange(message);
+      if (change) for (const l of this.changeListeners) l(change);
+    }
   }
 
   async unfinished(): Promise<string[]> {
@@ -400,6 +501,20 @@ export class RedisStore implements RunStore {
 /** Run ids are `k`, two letters and a sequence number: anything else is not one (and never reaches a key name). */
 function isRunId(runId: string): boolean {
   return /^k[a-z]{0,2}\d{1,15}$/.test(runId);
+}
+
+/** A message of the run-events channel, or undefined for anything else. */
+function parseRunChange(message: string): RunChange | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+  const m = value as Partial<Record<keyof RunChange, unknown>> | null;
+  if (typeof m !== 'object' || m === null || typeof m.runId !== 'string' || typeof m.status !== 'string') return undefined;
+  if (!(RUN_STATUSES as readonly string[]).includes(m.status)) return undefined;
+  return { runId: m.runId, status: m.status as RunStatus, task: typeof m.task === 'string' && m.task !== '' ? m.task : null };
 }
 
 function sequenceOf(runId: string): number {

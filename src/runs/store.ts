@@ -57,6 +57,24 @@ export type CancelOutcome =
   | { outcome: 'final'; run: RunDocument }
   | { outcome: 'missing' };
 
+/**
+ * A run was created, its status changed, or one of its steps' did: what `onRunChange` listeners
+ * get. Small on purpose: a listener that wants more reads the run.
+ */
+export interface RunChange {
+  runId: string;
+  status: RunStatus;
+  /** The saved task's name; null for a quick run or build. */
+  task: string | null;
+}
+
+/** What a run was submitted with, to submit it again (`RunStore.submission`). */
+export interface RunSubmission {
+  request: RunRequest;
+  /** Decrypted: only for the submit path, never for an answer. Absent when they cannot be opened (sealed under another server key). */
+  secrets?: RunSecrets;
+}
+
 /** An attempt's progress: the live step table, and Running once the first step starts. */
 export interface RunProgress {
   status?: 'Running';
@@ -88,6 +106,15 @@ export interface RunStore {
   cancelRequested(runId: string): Promise<boolean>;
   /** Calls `listener` with each run id whose cancel is requested from now on (any API process). */
   onCancelRequest(listener: (runId: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls `listener` with each change of any run from now on (created, a status, a step's
+   * status), whichever process wrote it; the returned function stops it. At most once: changes
+   * written while the subscription is down (Redis away) are not replayed, so a listener that
+   * must be exact re-reads what it shows after a reconnect.
+   */
+  onRunChange(listener: (change: RunChange) => void): Promise<() => Promise<void>>;
+  /** The request a run was stored with and its secrets (decrypted), to submit it again; undefined for an unknown run. */
+  submission(runId: string): Promise<RunSubmission | undefined>;
   /** Ids of the runs that are not final (for the reconciler), oldest first. */
   unfinished(): Promise<string[]>;
   /** Counts of runs by status (for metrics). */

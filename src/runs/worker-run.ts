@@ -8,11 +8,11 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Backend } from '../backend/types';
 import { makeRunContext } from '../domain/run-context';
 import type { LogEntry, RunSource } from '../domain/run-record';
-import type { RunResult, StepResult } from '../domain/run-result';
+import { pendingStep, type RunResult, type StepResult } from '../domain/run-result';
 import type { RunStatus } from '../domain/status';
 import type { TaskSecret } from '../domain/task';
 import type { RunTrigger } from '../domain/trigger';
-import type { Plan } from '../domain/plan';
+import type { Plan, PlanStep } from '../domain/plan';
 import { KilnError, formatDiagnostic, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { parseContext } from '../plan';
@@ -216,7 +216,7 @@ async function runAttempt(attempt: Attempt, startedAt: Date): Promise<RunResult>
     if (denied.length > 0) return notRun(runId, 'Failed', new PolicyDeniedError(denied).message, startedAt);
     // A run for a new base image builds from it, not from an older copy the engine has.
     const plan: Plan = claim.request.trigger.type === 'BaseImageUpdate' ? pullingBases(prepared.plan) : prepared.plan;
-    const progress = new ProgressReporter(options.store, claim, plan.steps.map((s) => s.id), () => refuse(attempt), attempt.log, options.progressIntervalMs ?? 500);
+    const progress = new ProgressReporter(options.store, claim, plan.steps, () => refuse(attempt), attempt.log, options.progressIntervalMs ?? 500);
     const onEvent = (event: RunEvent): void => {
       progress.onEvent(event);
       if (event.type === 'log') attempt.shipper.push(event.stepId, event.stream, event.line);
@@ -562,18 +562,19 @@ class ProgressReporter {
   constructor(
     private readonly store: Pick<RunStore, 'progress'>,
     private readonly claim: Claim,
-    stepIds: readonly string[],
+    planSteps: readonly PlanStep[],
     private readonly refused: () => void,
     private readonly log: Logger,
     private readonly intervalMs: number,
   ) {
-    this.steps = new Map(stepIds.map((id) => [id, { id, status: 'Queued', exitCode: null, startedAt: null, finishedAt: null, attempts: 0 }]));
+    this.steps = new Map(planSteps.map((step) => [step.id, pendingStep(step)]));
   }
 
   onEvent(event: RunEvent): void {
     if (event.type === 'step-started') {
       const previous = this.steps.get(event.stepId);
-      this.steps.set(event.stepId, { id: event.stepId, status: 'Running', exitCode: null, startedAt: previous?.startedAt ?? event.at, finishedAt: null, attempts: event.attempt });
+      if (!previous) return;
+      this.steps.set(event.stepId, { ...previous, status: 'Running', exitCode: null, startedAt: previous.startedAt ?? event.at, finishedAt: null, attempts: event.attempt });
       this.running = true;
     } else if (event.type === 'step-finished') {
       this.steps.set(event.step.id, event.step);

@@ -471,6 +471,8 @@ class Execution {
   private stepResult(state: StepState): StepResult {
     return {
       id: state.step.id,
+      kind: state.step.kind,
+      dependsOn: [...state.step.dependsOn],
       status: state.status,
       exitCode: state.exitCode,
       startedAt: state.startedAt === null ? null : iso(state.startedAt),

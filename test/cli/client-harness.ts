@@ -14,7 +14,7 @@ import { RedisStore } from '../../src/runs/redis-store';
 import type { Claim, Role, RunQueue } from '../../src/runs/store';
 import type { TimerTrigger } from '../../src/domain/trigger';
 import type { ScheduledTimer, TriggerScheduler } from '../../src/queue';
-import { deleteKeys } from '../helpers/redis';
+import { deleteKeys, localRedisOptions } from '../helpers/redis';
 import { sink } from '../helpers/streams';
 import { makeTriggers } from '../http/helpers';
 import type { RedisTriggerStore } from '../../src/triggers/redis-store';
@@ -119,7 +119,7 @@ export const SECRET_KEY = Buffer.alloc(32, 9);
 /** `heartbeatMs`: how often a quiet log stream gets a comment (and the API checks whether the run ended). */
 export async function startHarness(name: string, options: { heartbeatMs?: number } = {}): Promise<Harness> {
   const prefix = `kiln-test:cli-client-${name}-${randomBytes(4).toString('hex')}`;
-  const redis = new Redis({ host: '127.0.0.1', port: 6379 });
+  const redis = new Redis(localRedisOptions());
   const store = new RedisStore({ redis, prefix, secretKey: SECRET_KEY });
   const queue = new RecordingQueue();
   const uploadsDir = mkdtempSync(join(tmpdir(), 'kiln-client-uploads-'));
@@ -178,8 +178,10 @@ export async function startHarness(name: string, options: { heartbeatMs?: number
   };
 
   const stepResults = (steps: string[], status: StepResult['status'] | 'Running', t: string): StepResult[] =>
-    steps.map((id) => ({
+    steps.map((id, i) => ({
       id,
+      kind: 'cmd' as const,
+      dependsOn: i === 0 ? [] : [steps[i - 1] as string],
       status: status === 'Running' ? 'Running' : status,
       exitCode: status === 'Running' ? null : status === 'Succeeded' ? 0 : 1,
       startedAt: t,

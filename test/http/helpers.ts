@@ -15,13 +15,14 @@ import { RedisTriggerStore } from '../../src/triggers/redis-store';
 import { TriggerService, type TriggerServiceDeps } from '../../src/triggers/service';
 import type { Role, RunQueue } from '../../src/runs/store';
 import { sink } from '../helpers/streams';
+import { localRedisOptions } from '../helpers/redis';
 
 /**
  * An API on 127.0.0.1:<free port> over the real RedisStore (real Redis on 127.0.0.1:6379, a key
  * prefix of its own, removed at the end) and a RunQueue that records what it was given.
  */
 
-export const REDIS_URL = { host: '127.0.0.1', port: 6379 };
+export const REDIS_URL = localRedisOptions();
 export const SECRET_KEY = Buffer.alloc(32, 7);
 
 /** A RunQueue that remembers its calls; `failWith` makes enqueue throw. */

@@ -5,10 +5,11 @@ import type { RunResult } from '../../src/domain/run-result';
 import { RedisStore } from '../../src/runs/redis-store';
 import type { Claim } from '../../src/runs/store';
 import { normalizeTriggers } from '../../src/triggers/settings';
+import { localRedisOptions } from '../helpers/redis';
 
 /** The store against the real Redis that scripts/services.sh starts, under a prefix of its own. */
 
-const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
+const redis = new Redis({ ...localRedisOptions(), lazyConnect: true, maxRetriesPerRequest: 1 });
 const prefix = `kiln-test-store-${process.pid}-${Date.now().toString(36)}`;
 const secretKey = randomBytes(32);
 let store: RedisStore;
@@ -39,7 +40,7 @@ function result(claim: Claim, status: RunResult['status']): RunResult {
     status,
     startedAt: '2026-01-01T00:00:00.000Z',
     finishedAt: '2026-01-01T00:00:01.000Z',
-    steps: [{ id: 'a', status: status === 'Succeeded' ? 'Succeeded' : 'Failed', exitCode: 0, startedAt: null, finishedAt: null, attempts: 1 }],
+    steps: [{ id: 'a', kind: 'cmd', dependsOn: [], status: status === 'Succeeded' ? 'Succeeded' : 'Failed', exitCode: 0, startedAt: null, finishedAt: null, attempts: 1 }],
     outputImages: [{ registry: '127.0.0.1:5000', repository: 'app', tag: 'v1', digest: 'sha256:' + 'a'.repeat(64) }],
     dependencies: [],
   };
