@@ -95,7 +95,7 @@ it('R9: with live-restore, a chatty step outlives a 20 s engine restart: same at
   await startEngine();
   await setLiveRestore(true);
   const lines = 60;
-  const task = `version: v1.1.0\nsteps:\n  - id: chatty\n    cmd: busybox sh -c "i=0; while [ \\$i -lt ${lines} ]; do echo line \\$i; i=\\$((i+1)); sleep 0.5; done"\n`;
+  const task = `version: v1.1.0\nsteps:\n  - id: chatty\n    cmd: busybox sh -c "i=0; while [ $i -lt ${lines} ]; do echo line $i; i=$((i+1)); sleep 0.5; done"\n`;
   const { status, runId } = await rig.submit(task);
   expect(status).toBe(202);
   const id = runId as string;

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,6 +57,8 @@ export class Rig {
   readonly secretKey = randomBytes(32).toString('hex');
   redisPort = 0;
   apiPort = 0;
+  /** redis-server's `--dir` (its AOF under `appendonlydir/`); a case may point it at a disk of its own before `startRedis`. */
+  redisDir = join(this.dir, 'redis');
   redisProc: Proc | undefined;
   api: Proc | undefined;
   readonly workers: Proc[] = [];
@@ -87,7 +89,7 @@ export class Rig {
   /** A redis-server of the rig's own; restarted on the same port and data directory. */
   async startRedis(extra: string[] = []): Promise<void> {
     if (this.redisPort === 0) this.redisPort = await freePort();
-    const data = join(this.dir, 'redis');
+    const data = this.redisDir;
     mkdirSync(data, { recursive: true });
     const args = ['--port', String(this.redisPort), '--bind', '127.0.0.1', '--requirepass', this.password, '--dir', data, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction', ...extra];
     this.redisProc = this.spawn('redis-server', args);
@@ -291,8 +293,21 @@ export class Rig {
         else if (/\.aof|appendonly/.test(name)) files.push(path);
       }
     };
-    walk(join(this.dir, 'redis'));
+    walk(this.redisDir);
     return files;
+  }
+
+  /**
+   * `redis-check-aof` (no --fix) on Redis 7's multi-part AOF (the manifest in `appendonlydir/`,
+   * its base and incr files): valid when it exits 0 saying so; `output` is what it printed.
+   */
+  checkAof(): { valid: boolean; output: string } {
+    const dir = join(this.redisDir, 'appendonlydir');
+    const manifest = existsSync(dir) ? readdirSync(dir).find((name) => name.endsWith('.manifest')) : undefined;
+    if (!manifest) return { valid: false, output: `no AOF manifest in ${dir}` };
+    const res = spawnSync('redis-check-aof', [join(dir, manifest)], { encoding: 'utf8' });
+    const output = `${res.stdout ?? ''}${res.stderr ?? ''}`;
+    return { valid: res.status === 0 && /All AOF files and manifest are valid/.test(output), output };
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openAsBlob, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openAsBlob, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Proc, Rig } from './rig';
@@ -97,6 +98,15 @@ export class OwnRegistry {
     return res.headers.get('docker-content-digest') ?? undefined;
   }
 
+  /**
+   * Every manifest digest ever pushed to `repository` (the storage's `_manifests/revisions`,
+   * whichever tag pointed at it): when each push is a different image, how many pushes there were.
+   */
+  manifestRevisions(repository: string): string[] {
+    const dir = join(this.dir, 'data', 'docker', 'registry', 'v2', 'repositories', repository, '_manifests', 'revisions', 'sha256');
+    return existsSync(dir) ? readdirSync(dir).map((hex) => `sha256:${hex}`).sort() : [];
+  }
+
   async close(): Promise<void> {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
@@ -175,6 +185,43 @@ export function loopMount(megabytes: number): LoopMount {
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Fills the filesystem holding `dir` with one file of zeros, written by this (root) process in
+ * 1 MiB then 4 KiB pieces until ENOSPC, so that it takes the blocks ext4 reserves for root too:
+ * after it, a process that needs a new block (redis-server appending to its AOF) gets ENOSPC.
+ * Asynchronous: the test's requests keep going while it fills. `remove` frees the space.
+ */
+export async function fillDisk(dir: string): Promise<{ path: string; bytes: number; remove: () => void }> {
+  const path = join(dir, 'filler');
+  const file = await open(path, 'w');
+  let bytes = 0;
+  try {
+    for (const size of [1024 * 1024, 4096]) {
+      const chunk = Buffer.alloc(size);
+      for (;;) {
+        try {
+          const { bytesWritten } = await file.write(chunk);
+          bytes += bytesWritten;
+          if (bytesWritten < size) break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw err;
+        }
+      }
+    }
+    await file.sync().catch(() => undefined);
+  } finally {
+    await file.close();
+  }
+  return { path, bytes, remove: () => rmSync(path, { force: true }) };
+}
+
+/** Bytes free on the filesystem holding `dir` (for root). */
+export function freeBytes(dir: string): number {
+  const stats = statfsSync(dir);
+  return Number(stats.bfree) * Number(stats.bsize);
 }
 
 /** A tar of one file of `bytes` zero bytes, made by tar(1) in a fresh directory; returns its path. */

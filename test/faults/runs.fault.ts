@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { RunDocument } from '../../src/domain/run-record';
 import { isFinalRunStatus } from '../../src/domain/status';
 import { docker } from '../helpers/docker';
 import { encodings, record, REGISTRY, Rig, type Proc } from './rig';
+import { secs } from './workers-helpers';
 import {
   b64,
   bigTar,
+  fillDisk,
+  freeBytes,
   KILN_REGISTRY_PASSWORD,
   KILN_REGISTRY_USER,
   loopMount,
@@ -22,7 +26,8 @@ import {
  * (R7), a registry that goes away mid-push or refuses the credentials (R10), a missing image (R11),
  * cancel in each phase (R14), a log flood (R15), a full disk under the worker's temp directory
  * (R12), and secrets printed in every encoding a log could carry (S3). One rig for the file; each
- * case ends with the global oracles, which by then cover the runs of the cases before it too.
+ * case ends with the global oracles, which by then cover the runs of the cases before it too. The
+ * full disk under Redis's AOF (R12's other half) has rigs of its own, at the end.
  */
 
 const MiB = 1024 * 1024;
@@ -620,4 +625,191 @@ describe('run faults', () => {
       expect(worker.child.exitCode).toBeNull();
     }, 240_000);
   });
+});
+
+/**
+ * R12, the Redis half: redis-server's directory on a 64 MB ext4 of its own, filled by a filler
+ * file while runs are submitted. What Redis 7 does then depends on `appendfsync` (src/aof.c,
+ * flushAppendOnlyFile): with `always` (the rig's, RELIABILITY.md rule 3) it cannot take back a
+ * reply it may have sent, so it logs "Can't recover from AOF write error when the AOF fsync policy
+ * is 'always'. Exiting..." and exits, having truncated the partial write away; with `everysec` it
+ * stays up and answers every write (and PING) `MISCONF Errors writing to the AOF file: No space
+ * left on device` until a later write succeeds, which it retries every second by itself ("AOF
+ * write error looks solved, Redis can write again."): no CONFIG SET nor BGREWRITEAOF is needed.
+ * Either way the API must answer 503 with Retry-After (never 500, and stay up), every run it
+ * acknowledged must end once the space is back (and Redis restarted, for `always`), and the AOF
+ * must pass redis-check-aof and load after a SIGKILL.
+ */
+describe('R12: a full disk under Redis (its AOF)', () => {
+  const disks: LoopMount[] = [];
+  const rigs: Rig[] = [];
+
+  afterAll(async () => {
+    for (const r of rigs) await r.close();
+    for (const d of disks) d.close();
+  }, 60_000);
+
+  /** POST /v1/runs with a deadline; an API that does not answer is a finding, not a hang. */
+  async function post(own: Rig, text: string): Promise<{ status: number; retryAfter: string | null; body: string }> {
+    try {
+      const res = await fetch(`${own.url}/v1/runs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${own.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ task: text }),
+        signal: AbortSignal.timeout(15_000),
+      });
+      const body = await res.text();
+      const runId = res.status === 202 ? (JSON.parse(body) as { runId?: string }).runId : undefined;
+      if (runId) own.accepted.add(runId);
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body };
+    } catch (err) {
+      return { status: 0, retryAfter: null, body: `no answer: ${(err as Error).message}` };
+    }
+  }
+
+  for (const fsync of ['always', 'everysec'] as const) {
+    it(`appendfsync ${fsync}: submissions while the disk fills get 202 or 503 + Retry-After (never 500), every acknowledged run ends once space is back, and the AOF checks valid and loads after a SIGKILL`, async () => {
+      const disk = loopMount(64);
+      disks.push(disk);
+      const own = new Rig();
+      rigs.push(own);
+      own.redisDir = join(disk.dir, 'redis');
+      const redisArgs = ['--appendfsync', fsync];
+      await own.startRedis(redisArgs);
+      await own.startApi();
+      own.startWorker();
+      const label = `Redis AOF on a full 64 MB disk, appendfsync ${fsync}`;
+      const quick = (name: string): string => task([cmd(name, 'busybox sleep 1')]);
+
+      // A first run proves the worker takes work; then runs acknowledged before the disk fills.
+      const warm = await own.submit(quick('warm'));
+      expect(warm.status).toBe(202);
+      expect((await own.waitFinal(warm.runId as string, 60_000)).status).toBe('Succeeded');
+      const before: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await post(own, quick('before'));
+        expect(res.status).toBe(202);
+        before.push(JSON.parse(res.body).runId as string);
+      }
+
+      // The disk fills while submissions and reads go on; they go on 10 s past the fill.
+      const answers = new Map<number, number>();
+      const bad: string[] = [];
+      const during: string[] = [];
+      let filled: { bytes: number; remove: () => void } | undefined;
+      let filledAt = 0;
+      const filling = fillDisk(disk.dir).then((f) => {
+        filled = f;
+        filledAt = Date.now();
+      });
+      const fine = (r: { status: number; retryAfter: string | null }): boolean => (r.status >= 200 && r.status < 300) || (r.status === 503 && /^\d+$/.test(r.retryAfter ?? ''));
+      const started = Date.now();
+      while (filledAt === 0 || Date.now() - filledAt < 10_000) {
+        if (Date.now() - started > 60_000) throw new Error('the filler did not finish within 60 s');
+        const res = await post(own, quick('during'));
+        answers.set(res.status, (answers.get(res.status) ?? 0) + 1);
+        if (res.status === 202) during.push(JSON.parse(res.body).runId as string);
+        if (!fine(res)) bad.push(`POST /v1/runs ${res.status} retry-after ${res.retryAfter}: ${res.body.slice(0, 200)}`);
+        for (const path of ['/v1/runs?limit=5', '/readyz']) {
+          const read = await fetch(`${own.url}${path}`, { headers: { authorization: `Bearer ${own.token}` }, signal: AbortSignal.timeout(15_000) }).then(
+            async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.text() }),
+            (err: Error) => ({ status: 0, retryAfter: null, body: err.message }),
+          );
+          if (!fine(read)) bad.push(`GET ${path} ${read.status}: ${read.body.slice(0, 200)}`);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await filling;
+      const left = freeBytes(disk.dir);
+      const healthz = (await fetch(`${own.url}/healthz`)).status;
+      const apiAlive = own.api?.child.exitCode === null && own.api?.child.signalCode === null;
+      const redisProc = own.redisProc as Proc;
+      const redisExited = redisProc.child.exitCode !== null || redisProc.child.signalCode !== null;
+      const redisSaid = redisProc.output();
+      const persistence = redisExited ? '' : await own.redis().info('persistence').catch((err: Error) => err.message);
+      const refusal = redisExited
+        ? `exited (code ${redisProc.child.exitCode}): ${/Can't recover from AOF write error[^\n]*/.exec(redisSaid)?.[0] ?? 'no AOF error logged'}`
+        : `up, ${/aof_last_write_status:(\w+)/.exec(persistence)?.[0] ?? persistence.slice(0, 80)}`;
+      const summary = [...answers].sort(([a], [b]) => a - b).map(([s, n]) => `${n}x${s}`).join(', ');
+      // What the API was told by Redis behind its 503s (its log keeps the cause, the answer does not).
+      const apiLog = own.api?.output() ?? '';
+      const causes = [`MISCONF x${(apiLog.match(/MISCONF Errors writing to the AOF file/g) ?? []).length}`, `connection x${(apiLog.match(/ECONNREFUSED|Connection is closed/g) ?? []).length}`].join(', ');
+      record({ case: 'R12', measure: `${label}: POST /v1/runs answers (the filler ${((filled?.bytes ?? 0) / MiB).toFixed(0)} MiB, ${left} B left, 10 s past full)`, value: summary, target: 'only 202 / 503+Retry-After, some 503', ok: bad.length === 0 && (answers.get(503) ?? 0) > 0 });
+      record({ case: 'R12', measure: `${label}: what Redis did; the API`, value: `${refusal}; API ${apiAlive ? 'up' : 'DOWN'}, /healthz ${healthz}; in the API log: ${causes}`, target: fsync === 'always' ? 'exits (AOF always); API up' : 'MISCONF (aof_last_write_status:err); API up', ok: apiAlive && healthz === 200 && (fsync === 'always' ? redisExited : /aof_last_write_status:err/.test(persistence)) });
+      expect(bad).toEqual([]);
+      expect(answers.get(503) ?? 0).toBeGreaterThan(0);
+      expect([apiAlive, healthz]).toEqual([true, 200]);
+      if (fsync === 'always') {
+        expect(redisExited).toBe(true);
+        expect(redisSaid).toContain("Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...");
+      } else {
+        expect(redisExited).toBe(false);
+        expect(persistence).toMatch(/aof_last_write_status:err/);
+      }
+
+      // Space back. `always`: the AOF Redis left on its exit must check valid, then Redis starts on
+      // it; `everysec`: Redis finds it can write again by itself.
+      (filled as { remove: () => void }).remove();
+      const freedAt = Date.now();
+      let crashAof: { valid: boolean; output: string } | undefined;
+      if (fsync === 'always') {
+        crashAof = own.checkAof();
+        await own.startRedis(redisArgs);
+      } else {
+        await own.until('Redis to take writes again', 30_000, async () => (await own.redis().set('kiln-fault:r12-probe', '1')) === 'OK', 200);
+      }
+      const writableMs = Date.now() - freedAt;
+      const resumed = redisProc.output();
+      record({
+        case: 'R12',
+        measure: `${label}: space freed -> Redis writable again${crashAof ? '; redis-check-aof on the AOF it exited on' : ''}`,
+        value: `${secs(writableMs)}${crashAof ? ` (restarted); ${crashAof.valid ? 'valid' : 'NOT VALID'}` : /AOF write error looks solved/.test(resumed) ? ' (by itself: "AOF write error looks solved")' : ''}`,
+        target: crashAof ? 'valid' : 'by itself',
+        ok: crashAof ? crashAof.valid : true,
+      });
+      if (crashAof) expect([crashAof.valid, crashAof.output]).toEqual([true, expect.stringContaining('All AOF files and manifest are valid')]);
+
+      // Runs acknowledged after, once the API takes them again.
+      const after: string[] = [];
+      await own.until('the API to acknowledge a run again', 30_000, async () => {
+        const res = await post(own, quick('after'));
+        if (res.status === 202) after.push(JSON.parse(res.body).runId as string);
+        return res.status === 202;
+      }, 250);
+      for (let i = 0; i < 2; i++) {
+        const res = await post(own, quick('after'));
+        expect(res.status).toBe(202);
+        after.push(JSON.parse(res.body).runId as string);
+      }
+
+      // Every acknowledged run ends.
+      const mine = [...own.accepted].filter((id) => id !== warm.runId);
+      const endStarted = Date.now();
+      const docs = await Promise.all(mine.map((id) => own.waitFinal(id, 180_000).catch(async () => own.run(id))));
+      const outcome = new Map<string, number>();
+      for (const d of docs) outcome.set(d.status, (outcome.get(d.status) ?? 0) + 1);
+      const unfinished = docs.filter((d) => !isFinalRunStatus(d.status)).map((d) => `${d.runId} ${d.status} attempt ${d.attempt}`);
+      record({
+        case: 'R12',
+        measure: `${label}: acknowledged runs (${before.length} before, ${during.length} while filling, ${after.length} after) once space is back`,
+        value: `${[...outcome].map(([s, n]) => `${n} ${s}`).join(', ')}; all ended ${secs(Date.now() - endStarted)} after`,
+        target: 'all exist and end',
+        ok: unfinished.length === 0 && docs.length === mine.length,
+      });
+      expect(unfinished).toEqual([]);
+
+      // SIGKILL, then the AOF must check valid and load with every run as it was.
+      const statusBefore = new Map(docs.map((d) => [d.runId, d.status]));
+      await own.signal(own.redisProc as Proc, 'SIGKILL');
+      const killedAof = own.checkAof();
+      await own.startRedis(redisArgs);
+      await own.until('the API to be ready again', 30_000, async () => (await fetch(`${own.url}/readyz`)).ok, 250);
+      const served = await Promise.all(mine.map(async (id) => [id, (await own.call<RunDocument>('GET', `/v1/runs/${id}`)).body.status] as const));
+      const changed = served.filter(([id, status]) => statusBefore.get(id) !== status).map(([id, status]) => `${id}: ${statusBefore.get(id)} -> ${status}`);
+      record({ case: 'R12', measure: `${label}: Redis SIGKILLed after the drain: redis-check-aof; runs served after the restart`, value: `${killedAof.valid ? 'valid' : 'NOT VALID'}; ${served.length - changed.length}/${served.length} as before`, target: `valid; ${served.length}/${served.length}`, ok: killedAof.valid && changed.length === 0 });
+      expect([killedAof.valid, killedAof.output]).toEqual([true, expect.stringContaining('All AOF files and manifest are valid')]);
+      expect(changed).toEqual([]);
+      await own.oracles();
+    }, 360_000);
+  }
 });

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunDocument } from '../../src/domain/run-record';
 import { isFinalRunStatus } from '../../src/domain/status';
+import { docker } from '../helpers/docker';
 import { record, Rig, type Proc } from './rig';
+import { OwnRegistry } from './runs-helpers';
 import { ended, expectAll, oraclesOutcome, runNow, Sampler, secs, startServingWorker, stepContainers, untilStepRuns, workerOf } from './workers-helpers';
 
 /**
@@ -13,6 +15,7 @@ import { ended, expectAll, oraclesOutcome, runNow, Sampler, secs, startServingWo
  * stalled checker, so two pairs of cases share one scenario to keep the file within minutes:
  * R1 and R2 (two runs killed together; one is let finish, the other is killed again), and the R3
  * variant and R5 (one Redis outage; one worker is stopped during it, the other lives through it).
+ * R5's tag half (a run that builds and pushes, on a registry of the case's own) has a rig of its own.
  */
 
 const FOUR_STEPS = [
@@ -379,4 +382,90 @@ describe('Redis restarted under idle workers (R6)', () => {
       oracles: await oraclesOutcome(rig),
     });
   }, 180_000);
+});
+
+describe('Redis stopped while a run that builds and pushes waits (R5, fenced tags)', () => {
+  let rig: Rig;
+  let registry: OwnRegistry;
+  const images: string[] = [];
+  beforeAll(async () => {
+    rig = await newRig();
+    registry = await OwnRegistry.create();
+  }, 60_000);
+  afterAll(async () => {
+    keepLogs(rig, 'r5-tags');
+    await registry?.close();
+    await rig.close();
+    for (const image of images) await docker.getImage(image).remove({ force: true }).catch(() => undefined);
+  }, 60_000);
+
+  it('R5 (tags): the run is started again after its lock expired; only the attempt that commits pushes, and the tag points at the digest the run records', async () => {
+    // A repository of this case's own on the case's registry: every manifest in it is one of this run's pushes.
+    const repo = `kiln-fault/r5-tags-${Date.now().toString(36)}`;
+    const image = `${registry.host}/${repo}:r5`;
+    images.push(image);
+    // The nap comes before the build, so that an attempt still going after it lost the run would
+    // build and push an image of its own: each build is different (--no-cache, random bytes), so
+    // the repository's manifests count the attempts that pushed.
+    const dockerfile = Buffer.from('FROM busybox:latest\nRUN head -c 32 /dev/urandom | od -An -tx1 > /nonce\n').toString('base64');
+    const text = [
+      'version: v1.1.0',
+      'steps:',
+      '  - id: dockerfile',
+      `    cmd: busybox sh -c "echo ${dockerfile} | base64 -d > Dockerfile"`,
+      '  - id: nap',
+      '    cmd: busybox sleep 60',
+      '  - id: build',
+      `    build: --no-cache -t ${image} .`,
+      '  - id: push',
+      '    push:',
+      `      - ${image}`,
+      '',
+    ].join('\n');
+    const worker = await startServingWorker(rig, { concurrency: 1 });
+    const id = await submitOk(rig, text);
+    await untilStepRuns(rig, id, 'nap', 90_000);
+    const redis = rig.redisProc as Proc;
+    const sampler = new Sampler(rig, new Set([id])).start();
+    try {
+      // 45 s stopped (the lock lasts 30 s), 2 s into the 60 s nap: the nap is still running when
+      // Redis is back, so the attempt learns it lost the run before it builds anything.
+      await sleep(2000);
+      await rig.signal(redis, 'SIGSTOP');
+      await sleep(45_000);
+      await rig.signal(redis, 'SIGCONT');
+      const continuedAt = Date.now();
+      const doc = await rig.waitFinal(id, 300_000);
+      await sleep(5000);
+      await sampler.stop();
+
+      const claimed = doc.outputImages.find((o) => o.repository === repo && o.tag === 'r5')?.digest;
+      const served = await registry.digest(repo, 'r5');
+      const pushed = registry.manifestRevisions(repo);
+      // The worker's own line once the store took an attempt's final status (worker-run.ts conclude).
+      const commits = rig.workers
+        .flatMap((w) => w.output().split('\n'))
+        .filter((line) => line.includes(`"runId":"${id}"`) && line.includes('"msg":"run finished"'))
+        .map((line) => (JSON.parse(line) as { attempt?: number }).attempt);
+      const lockLost = /lost the lock of a run/.test(worker.output());
+
+      record({ case: 'R5', measure: 'Redis SIGSTOP 45 s during a 60 s step before build + push: outcome', value: `${doc.status}, attempts ${sampler.attempts(id).join(',')}, ${sampler.statuses(id).join('>')}, lock loss seen: ${lockLost ? 'yes' : 'no'}`, target: 'Succeeded at attempt >= 2', ok: doc.status === 'Succeeded' && doc.attempt >= 2 });
+      record({ case: 'R5', measure: 'Redis back -> run ended (attempt 2 naps 60 s, builds and pushes again)', value: secs(Date.parse(doc.finishedAt ?? '') - continuedAt), target: '-', ok: true });
+      record({ case: 'R5', measure: 'registry tag vs the run\'s outputImages; manifests pushed to the repository', value: `${served === claimed && served !== undefined ? 'same digest' : `served ${served}, recorded ${claimed}`}; ${pushed.length}`, target: 'same digest; 1', ok: served !== undefined && served === claimed && pushed.length === 1 });
+      record({ case: 'R5', measure: 'attempts that committed a final status; live containers of one step at once (max sampled)', value: `${commits.length} (attempt ${commits.join(',')}); ${sampler.maxLive} in ${sampler.samples} samples`, target: '1; <= 1', ok: commits.length === 1 && sampler.duplicates.length === 0 });
+
+      expectAll({
+        'Succeeded at a second attempt': { ok: doc.status === 'Succeeded' && doc.attempt >= 2, seen: `${doc.status} attempt ${doc.attempt}: ${doc.error ?? ''}` },
+        'the tag is the digest the run records': { ok: claimed !== undefined && served === claimed, seen: { served, claimed } },
+        'one push: the committing attempt\'s': { ok: pushed.length === 1 && pushed[0] === claimed, seen: pushed },
+        'one attempt committed, the last one': { ok: commits.length === 1 && commits[0] === doc.attempt, seen: commits },
+        'no two live containers of one step': { ok: sampler.duplicates.length === 0, seen: sampler.duplicates },
+        'statuses only move forward, a final one never changes': { ok: sampler.regressions.length === 0, seen: sampler.regressions },
+        oracles: await oraclesOutcome(rig),
+      });
+    } finally {
+      redis.child.kill('SIGCONT');
+      await sampler.stop();
+    }
+  }, 480_000);
 });
