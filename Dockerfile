@@ -23,10 +23,12 @@ COPY scripts/generate-schema-validator.js ./scripts/
 COPY src ./src
 COPY schemas ./schemas
 COPY bench ./bench
+# The web console (Vite builds it into dist/web; it imports the API's types from src/).
+COPY web ./web
 RUN npm run build
 RUN npm prune --omit=dev
 
-# ---- runtime: production node_modules, dist/ and package.json only ----
+# ---- runtime: production node_modules, dist/ (with the console in dist/web) and package.json only ----
 FROM ${NODE_IMAGE}
 ARG NODE_IMAGE
 ARG VERSION=dev

@@ -48,6 +48,22 @@ module.exports = tseslint.config(
     },
   },
   {
+    // The web console (web/): browser code, JSX for Preact, resolved with its own tsconfig.
+    files: ['web/**/*.ts', 'web/**/*.tsx', 'web/**/*.mts'],
+    plugins: { import: importPlugin },
+    settings: { 'import/resolver': { typescript: { project: './web/tsconfig.json' } } },
+    rules: {
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-restricted-syntax': ['error', { selector: 'ExportDefaultDeclaration', message: 'Use named exports.' }],
+    },
+  },
+  {
+    // Vite finds its config by its default export.
+    files: ['web/vite.config.mts'],
+    rules: { 'no-restricted-syntax': 'off' },
+  },
+  {
     files: ['*.js', 'test/**/*.js'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', process: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },

@@ -115,6 +115,7 @@ ensure_packages() {
   { have busybox && is_static "$(command -v busybox)"; } || missing+=(busybox-static)
   have curl || missing+=(curl)
   have iptables || missing+=(iptables)
+  have chromium || missing+=(chromium)   # the web console's end-to-end tests (headless)
   [ "${#missing[@]}" -gt 0 ] || return 0
 
   say "installing ${missing[*]}"
@@ -268,18 +269,21 @@ redis_ok() { [ "$(rcli ping 2>/dev/null)" = PONG ]; }
 # The tests read the password from the same file (bench/shared.ts, localRedisOptions).
 make_redis_password() {
   if [ ! -s "$REDIS_PASSFILE" ]; then
-    (umask 077 && head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$REDIS_PASSFILE.tmp") &&
-      mv -f -- "$REDIS_PASSFILE.tmp" "$REDIS_PASSFILE"
+    head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$REDIS_PASSFILE.tmp"
+    mv -f -- "$REDIS_PASSFILE.tmp" "$REDIS_PASSFILE"
   fi
-  (umask 077 && write_if_changed "$SVC_ETC/redis.url" "redis://:$(cat "$REDIS_PASSFILE")@$REDIS_HOST:$REDIS_PORT")
+  write_if_changed "$SVC_ETC/redis.url" "redis://:$(cat "$REDIS_PASSFILE")@$REDIS_HOST:$REDIS_PORT"
 }
 
 # The settings BullMQ asks for: AOF persistence, and no eviction (an evicted job key corrupts
 # a queue). Bound to 127.0.0.1 with protected mode on and a password.
 write_redis_config() {
   mkdir -p "$KILN_SERVICES_DIR/redis"
+  local mask
+  mask="$(umask)"
+  umask 077   # the files below hold the password
   make_redis_password
-  (umask 077 && write_if_changed "$SVC_ETC/redis.conf" "# Written by scripts/services.sh; edits are overwritten.
+  write_if_changed "$SVC_ETC/redis.conf" "# Written by scripts/services.sh; edits are overwritten.
 bind $REDIS_HOST
 port $REDIS_PORT
 protected-mode yes
@@ -290,7 +294,8 @@ logfile $SVC_LOG/redis.log
 dir $KILN_SERVICES_DIR/redis
 appendonly yes
 appendfsync everysec
-maxmemory-policy noeviction")
+maxmemory-policy noeviction"
+  umask "$mask"
 }
 
 # Alive until the daemonized server has written its pid file and that process is gone.
@@ -397,7 +402,10 @@ add_node_files() {
   version="$("$NODE_BIN" --version)"
   case "$version" in v20.*) ;; *) warn "the host's node is $version, not 20.x; it goes into node:20-bookworm-slim anyway" ;; esac
   install -m 755 "$NODE_BIN" "$root/usr/bin/node"
-  for lib in $(ldd "$NODE_BIN" | grep -oE '/[^ ]+'); do
+  # node's own libraries, and the rest of the C library as the public image has it (libc6's
+  # shared objects: librt, libresolv, the NSS modules...), which native addons load (e.g. the
+  # bundler of the web console).
+  for lib in $(ldd "$NODE_BIN" | grep -oE '/[^ ]+') $(dpkg -L libc6 | grep -E '^/(usr/)?lib[^ ]*\.so(\.[0-9]+)*$'); do
     mkdir -p "$root$(dirname -- "$lib")"
     cp -L -- "$lib" "$root$lib"
   done

@@ -136,14 +136,14 @@ describe('the Kiln service image (Dockerfile)', () => {
     expect(config.Env).toContain('NODE_ENV=production');
     expect(config.Labels).toMatchObject({ 'org.opencontainers.image.title': 'kiln', 'org.opencontainers.image.licenses': 'MIT' });
 
-    // Only production dependencies, dist/ and package.json, owned by root: the app cannot change itself.
+    // Only production dependencies, dist/ (the console's build in it) and package.json, owned by root: the app cannot change itself.
     const probe = [
       'const fs = require("fs");',
       'let writable = true; try { fs.writeFileSync("/app/dist/x", ""); } catch { writable = false; }',
       'console.log(JSON.stringify({',
       '  uid: process.getuid(), app: fs.readdirSync("/app").sort(), writable,',
-      '  dist: ["dist/package.json", "dist/src/task/generated/task-schema-validator.js"].filter((f) => fs.existsSync("/app/" + f)),',
-      '  dev: ["typescript", "jest", "eslint", "ts-jest"].filter((m) => fs.existsSync("/app/node_modules/" + m)),',
+      '  dist: ["dist/package.json", "dist/src/task/generated/task-schema-validator.js", "dist/web/index.html"].filter((f) => fs.existsSync("/app/" + f)),',
+      '  dev: ["typescript", "jest", "eslint", "ts-jest", "vite", "preact"].filter((m) => fs.existsSync("/app/node_modules/" + m)),',
       '  prod: ["ajv", "commander", "yaml"].filter((m) => fs.existsSync("/app/node_modules/" + m)),',
       '}));',
     ].join('\n');
@@ -153,7 +153,7 @@ describe('the Kiln service image (Dockerfile)', () => {
       uid: 1000,
       app: ['dist', 'node_modules', 'package.json'],
       writable: false,
-      dist: ['dist/package.json', 'dist/src/task/generated/task-schema-validator.js'],
+      dist: ['dist/package.json', 'dist/src/task/generated/task-schema-validator.js', 'dist/web/index.html'],
       dev: [],
       prod: ['ajv', 'commander', 'yaml'],
     });
