@@ -8,7 +8,7 @@ import { consoleDir } from '../../src/bin/package-root';
 import { startService } from '../../src/bin/service';
 import type { RunningService } from '../../src/cli/serve';
 import type { RunDocument } from '../../src/domain/run-record';
-import { docker, freePort, leftovers, REGISTRY, requireServices } from '../integration/helpers';
+import { callApi, docker, freePort, leftovers, REGISTRY, requireServices } from '../integration/helpers';
 import { localRedisOptions, localRedisUrl } from '../helpers/redis';
 
 /**
@@ -72,15 +72,7 @@ const runIds: string[] = [];
 /** Requests the page made to anywhere but the API's origin. */
 const foreign: string[] = [];
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const request = <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => callApi<T>(api, ADMIN, method, path, body);
 
 async function submit(task: string): Promise<string> {
   const { status, body } = await request<{ runId: string }>('POST', '/v1/runs', { task });

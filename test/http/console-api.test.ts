@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { removeUpload } from '../../src/runs/worker-run';
 import type { Claim } from '../../src/runs/store';
 import type { StepResult } from '../../src/domain/run-result';
-import { REDIS_URL, startApi, VALID_TASK, type Harness, type SseEvent } from './helpers';
+import { REDIS_URL, startApi, takeSseEvents, VALID_TASK, type Harness, type SseEvent } from './helpers';
 
 /**
  * What the web console's pages rely on (issue 7): who the token is, run changes as Server-Sent
@@ -39,22 +39,9 @@ class EventReader {
       for (;;) {
         const chunk = await this.reader.read();
         if (chunk.done) break;
-        buffer += decoder.decode(chunk.value, { stream: true });
-        const blocks = buffer.split('\n\n');
-        buffer = blocks.pop() ?? '';
-        for (const block of blocks) {
-          const event: SseEvent = { event: 'message', data: '' };
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) {
-              event.event = 'comment';
-              data.push(line.slice(1).trim());
-            } else if (line.startsWith('event: ')) event.event = line.slice(7);
-            else if (line.startsWith('data: ')) data.push(line.slice(6));
-          }
-          event.data = data.join('\n');
-          this.seen.push(event);
-        }
+        const taken = takeSseEvents(buffer + decoder.decode(chunk.value, { stream: true }));
+        buffer = taken.rest;
+        this.seen.push(...taken.events);
         this.wake?.();
       }
     } catch {

@@ -219,6 +219,30 @@ export interface SseEvent {
 }
 
 /**
+ * The complete events at the start of what an SSE stream sent so far, and the rest (an event not
+ * yet complete). Comments are events named `comment`, their text the data.
+ */
+export function takeSseEvents(text: string): { events: SseEvent[]; rest: string } {
+  const blocks = text.split('\n\n');
+  const rest = blocks.pop() ?? '';
+  const events = blocks.map((block) => {
+    const event: SseEvent = { event: 'message', data: '' };
+    const data: string[] = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) {
+        event.event = 'comment';
+        data.push(line.slice(1).trim());
+      } else if (line.startsWith('id: ')) event.id = line.slice(4);
+      else if (line.startsWith('event: ')) event.event = line.slice(7);
+      else if (line.startsWith('data: ')) data.push(line.slice(6));
+    }
+    event.data = data.join('\n');
+    return event;
+  });
+  return { events, rest };
+}
+
+/**
  * Reads Server-Sent Events from a response until `done` says so (or the stream ends); comments
  * are returned as events named `comment`.
  */
@@ -233,21 +257,9 @@ export async function readEvents(response: Response, done: (events: SseEvent[]) 
     while (!done(events)) {
       const { value, done: ended } = await reader.read();
       if (ended) break;
-      buffer += decoder.decode(value, { stream: true });
-      const blocks = buffer.split('\n\n');
-      buffer = blocks.pop() ?? '';
-      for (const block of blocks) {
-        const event: SseEvent = { event: 'message', data: '' };
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith(':')) event.event = 'comment';
-          else if (line.startsWith('id: ')) event.id = line.slice(4);
-          else if (line.startsWith('event: ')) event.event = line.slice(7);
-          else if (line.startsWith('data: ')) data.push(line.slice(6));
-        }
-        event.data = data.join('\n');
-        events.push(event);
-      }
+      const taken = takeSseEvents(buffer + decoder.decode(value, { stream: true }));
+      buffer = taken.rest;
+      events.push(...taken.events);
     }
   } finally {
     clearTimeout(timer);

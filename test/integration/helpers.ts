@@ -74,3 +74,14 @@ export const statuses = (r: RunResult | undefined): Record<string, string> =>
 
 /** A TCP port free on 127.0.0.1 now (for a server a test starts). */
 export { freePort } from '../../bench/shared';
+
+/** A JSON request to a running API with a bearer token: its status and parsed body (undefined when empty). */
+export async function callApi<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}

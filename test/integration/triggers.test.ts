@@ -11,7 +11,7 @@ import type { RunningService } from '../../src/cli/serve';
 import type { RunDocument } from '../../src/domain/run-record';
 import type { TriggerEvent } from '../../src/triggers/store';
 import { serveGitHttp, type LocalServer } from '../source/helpers/servers';
-import { freePort, requireServices } from './helpers';
+import { callApi, freePort, requireServices } from './helpers';
 import { localRedisUrl } from '../helpers/redis';
 
 /**
@@ -106,15 +106,7 @@ async function commit(files: Record<string, string>, message: string): Promise<s
   return sh('git', ['rev-parse', 'HEAD'], work);
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const request = <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => callApi<T>(api, ADMIN, method, path, body);
 
 async function runsOf(task: string, trigger?: string): Promise<RunDocument[]> {
   return (await request<{ items: RunDocument[] }>('GET', `/v1/runs?task=${task}${trigger ? `&trigger=${trigger}` : ''}&limit=500`)).body.items;
