@@ -76,3 +76,18 @@ export function TaskFilter({ id, value, onChange }: { id: string; value: string;
     </div>
   );
 }
+
+/** A table's header row of column names. */
+export function TableHead({ columns }: { columns: readonly string[] }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((c) => (
+          <th key={c} scope="col">
+            {c}
+          </th>
+        ))}
+      </tr>
+    </thead>
+  );
+}

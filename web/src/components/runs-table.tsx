@@ -1,6 +1,6 @@
 import { commitText, dateTime, duration, imageText, runTaskName, shortDigest, triggerText } from '../format';
 import type { RunDocument } from '../types';
-import { StatusBadge, TableBox } from './common';
+import { StatusBadge, TableBox, TableHead } from './common';
 
 /**
  * Runs as a table, one row each; the run id in each row is a link, so rows are reached with Tab
@@ -11,18 +11,7 @@ export function RunsTable({ runs, now, caption }: { runs: readonly RunDocument[]
     <TableBox label="Runs">
       <table class="runs">
         <caption class="sr-only">{caption}</caption>
-        <thead>
-          <tr>
-            <th scope="col">Run</th>
-            <th scope="col">Status</th>
-            <th scope="col">Task</th>
-            <th scope="col">Trigger</th>
-            <th scope="col">Commit</th>
-            <th scope="col">Started</th>
-            <th scope="col">Duration</th>
-            <th scope="col">Output images</th>
-          </tr>
-        </thead>
+        <TableHead columns={['Run', 'Status', 'Task', 'Trigger', 'Commit', 'Started', 'Duration', 'Output images']} />
         <tbody>
           {runs.map((run) => (
             <RunRow key={run.runId} run={run} now={now} />

@@ -1,7 +1,7 @@
 import { useLocation, useRoute } from 'preact-iso';
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
-import { ErrorNote, Facts, StatusBadge, TableBox } from '../components/common';
+import { ErrorNote, Facts, StatusBadge, TableBox, TableHead } from '../components/common';
 import { LogView } from '../components/log-view';
 import { StepGraph } from '../components/step-graph';
 import { Timeline } from '../components/timeline';
@@ -126,12 +126,7 @@ export function RunPage() {
       ) : (
         <TableBox label="Output images">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Image</th>
-                <th scope="col">Digest</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Image', 'Digest']} />
             <tbody>
               {doc.outputImages.map((image) => (
                 <tr key={`${imageText(image)}@${image.digest}`}>
@@ -163,14 +158,7 @@ function Dependencies({ items }: { items: readonly ImageDependencies[] }) {
   return (
     <TableBox label="Base-image dependencies">
       <table>
-        <thead>
-          <tr>
-            <th scope="col">Image</th>
-            <th scope="col">Runtime base</th>
-            <th scope="col">Build-time bases</th>
-            <th scope="col">Git revision</th>
-          </tr>
-        </thead>
+        <TableHead columns={['Image', 'Runtime base', 'Build-time bases', 'Git revision']} />
         <tbody>
           {items.map((d) => (
             <tr key={d.image.reference || imageText(d.image)}>

@@ -1,7 +1,7 @@
 import { useLocation, useRoute } from 'preact-iso';
 import { useState } from 'preact/hooks';
 import { api, ApiError, query } from '../api';
-import { ErrorNote, Facts, StatusBadge, TableBox } from '../components/common';
+import { ErrorNote, Facts, StatusBadge, TableBox, TableHead } from '../components/common';
 import { RunsTable } from '../components/runs-table';
 import { dateTime, isFinal, shortDigest } from '../format';
 import { useDebounced, useLoad, useNow, useRunEvents, useTitle } from '../hooks';
@@ -128,14 +128,7 @@ export function TaskPage() {
       {t.triggers.timers.length > 0 && (
         <TableBox label="Timers">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Timer</th>
-                <th scope="col">Schedule</th>
-                <th scope="col">Time zone</th>
-                <th scope="col">Enabled</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Timer', 'Schedule', 'Time zone', 'Enabled']} />
             <tbody>
               {t.triggers.timers.map((timer) => (
                 <tr key={timer.name}>
@@ -159,14 +152,7 @@ export function TaskPage() {
       {deps.data && deps.data.baseImages.length > 0 && (
         <TableBox label="Base images">
           <table>
-            <thead>
-              <tr>
-                <th scope="col">Base image</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Digest</th>
-                <th scope="col">Recorded by</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Base image', 'Kind', 'Digest', 'Recorded by']} />
             <tbody>
               {deps.data.baseImages.map((b) => (
                 <tr key={b.image}>

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api';
-import { ErrorNote, StatusBadge, TableBox } from '../components/common';
+import { ErrorNote, StatusBadge, TableBox, TableHead } from '../components/common';
 import { dateTime } from '../format';
 import { useLoad, useTitle } from '../hooks';
 import type { SavedTask } from '../types';
@@ -32,16 +32,7 @@ export function TasksPage() {
         <TableBox label="Tasks">
           <table class="tasks">
             <caption class="sr-only">Saved tasks, by name</caption>
-            <thead>
-              <tr>
-                <th scope="col">Task</th>
-                <th scope="col">Status</th>
-                <th scope="col">Context</th>
-                <th scope="col">File</th>
-                <th scope="col">Triggers</th>
-                <th scope="col">Updated</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Task', 'Status', 'Context', 'File', 'Triggers', 'Updated']} />
             <tbody>
               {items.map((task) => (
                 <tr key={task.name} data-task={task.name}>

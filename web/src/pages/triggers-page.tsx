@@ -1,7 +1,7 @@
 import { useLocation } from 'preact-iso';
 import { useEffect, useState } from 'preact/hooks';
 import { api, query } from '../api';
-import { ChoiceFilter, ErrorNote, StatusBadge, TableBox, TaskFilter } from '../components/common';
+import { ChoiceFilter, ErrorNote, StatusBadge, TableBox, TableHead, TaskFilter } from '../components/common';
 import { dateTime } from '../format';
 import { useDebounced, useLoad, useRunEvents, useTitle } from '../hooks';
 import { TRIGGER_ACTIONS, TRIGGER_EVENT_SOURCES, type TriggerEvent, type TriggerEventPage } from '../types';
@@ -58,17 +58,7 @@ export function TriggersPage() {
         <TableBox label="Trigger events">
           <table class="trigger-events">
             <caption class="sr-only">Trigger decisions, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">Source</th>
-                <th scope="col">Task</th>
-                <th scope="col">Action</th>
-                <th scope="col">Run</th>
-                <th scope="col">Reason</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
+            <TableHead columns={['When', 'Source', 'Task', 'Action', 'Run', 'Reason', 'Details']} />
             <tbody>
               {items.map((e) => (
                 <tr key={e.id} data-event={e.id}>
