@@ -37,6 +37,7 @@ import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { parseImageRef } from '../src/domain/image-ref';
 import type { RunDocument } from '../src/domain/run-record';
+import { errorMessage } from '../src/errors';
 import { RegistryClient } from '../src/registry/client';
 import { freePort } from './shared';
 
@@ -436,7 +437,7 @@ async function main(): Promise<void> {
       await until(wait * 1000);
       if (Date.now() >= end) return;
       await exclusive(act).catch((err: unknown) => {
-        faults.errors.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+        faults.errors.push(`${name}: ${errorMessage(err)}`);
         log(`${name} failed: ${String(err)}`);
       });
     }

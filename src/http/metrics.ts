@@ -4,6 +4,7 @@ import type { RequestHandler } from 'express';
 import { Gauge, Histogram, Registry } from 'prom-client';
 import { RUN_STATUSES } from '../domain/status';
 import type { RunResult } from '../domain/run-result';
+import { errorMessage } from '../errors';
 import type { RunQueue, RunStore } from '../runs/store';
 
 /**
@@ -178,7 +179,7 @@ export function metricsListener(metrics: Pick<KilnMetrics, 'registry'>): (req: I
     if (path === '/healthz') return answer(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
     metrics.registry.metrics().then(
       (text) => answer(res, 200, metrics.registry.contentType, text),
-      (err: unknown) => answer(res, 500, 'text/plain; charset=utf-8', `metrics failed: ${err instanceof Error ? err.message : String(err)}\n`),
+      (err: unknown) => answer(res, 500, 'text/plain; charset=utf-8', `metrics failed: ${errorMessage(err)}\n`),
     );
   };
 }

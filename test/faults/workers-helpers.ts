@@ -1,6 +1,7 @@
 import { LABEL_ATTEMPT, LABEL_OWNER, LABEL_RUN, LABEL_STEP } from '../../src/backend/types';
 import type { RunDocument } from '../../src/domain/run-record';
 import { isFinalRunStatus, type RunStatus } from '../../src/domain/status';
+import { errorMessage } from '../../src/errors';
 import { parseWorkerOwner } from '../../src/queue/owner';
 import { docker } from '../helpers/docker';
 import type { Proc, Rig, WorkerOptions } from './rig';
@@ -190,7 +191,7 @@ export async function oraclesOutcome(rig: Rig, options: Parameters<Rig['oracles'
     await rig.oracles(options);
     return { ok: true, seen: 'ok' };
   } catch (err) {
-    return { ok: false, seen: err instanceof Error ? err.message : String(err) };
+    return { ok: false, seen: errorMessage(err) };
   }
 }
 

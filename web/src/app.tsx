@@ -2,6 +2,7 @@ import { LocationProvider, Route, Router, useLocation } from 'preact-iso';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, clearToken, getToken, onTokenRefused, setToken } from './api';
 import { TokenPrompt } from './components/token-prompt';
+import { errorMessage } from './format';
 import { RunPage } from './pages/run-page';
 import { RunsPage } from './pages/runs-page';
 import { TaskPage } from './pages/task-page';
@@ -33,7 +34,7 @@ export function App() {
     if (getToken() === null) return;
     whoami()
       .then(setSession, (err: unknown) => {
-        if (!(err instanceof ApiError && err.status === 401)) setMessage(`Could not reach the API: ${err instanceof Error ? err.message : String(err)}`);
+        if (!(err instanceof ApiError && err.status === 401)) setMessage(`Could not reach the API: ${errorMessage(err)}`);
       })
       .finally(() => setChecking(false));
   }, []);

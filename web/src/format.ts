@@ -1,5 +1,8 @@
 import type { OutputImage, RunDocument, RunStatus, RunTrigger } from './types';
 
+/** What was thrown, as text: the service's own helper. */
+export { errorMessage } from '../../src/errors';
+
 /** How the console writes times, durations, triggers and images. */
 
 const FINAL: ReadonlySet<RunStatus> = new Set(['Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout', 'Expired']);

@@ -1,4 +1,5 @@
 import { useState } from 'preact/hooks';
+import { errorMessage } from '../format';
 
 /**
  * Asks for the API token: once per browser tab, and again when the API refuses it. The token is
@@ -21,7 +22,7 @@ export function TokenPrompt({ message, onSubmit }: { message?: string; onSubmit:
     try {
       await onSubmit(value);
     } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
+      setError(errorMessage(err));
       setBusy(false);
     }
   };

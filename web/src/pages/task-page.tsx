@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { api, ApiError, query } from '../api';
 import { ErrorNote, Facts, StatusBadge, TableBox, TableHead } from '../components/common';
 import { RunsTable } from '../components/runs-table';
-import { dateTime, isFinal, shortDigest } from '../format';
+import { dateTime, errorMessage, isFinal, shortDigest } from '../format';
 import { useDebounced, useLoad, useNow, useRunEvents, useTitle } from '../hooks';
 import { may, useSession } from '../session';
 import type { Accepted, RunPage, SavedTask, TaskDependencies } from '../types';
@@ -224,7 +224,7 @@ function RunNow({ task }: { task: SavedTask }) {
         }
       }
     } catch (err) {
-      setState({ busy: false, error: err instanceof SyntaxError ? `Values are not JSON: ${err.message}` : err instanceof Error ? err.message : String(err) });
+      setState({ busy: false, error: err instanceof SyntaxError ? `Values are not JSON: ${err.message}` : errorMessage(err) });
       return;
     }
     setState({ busy: true });
@@ -232,7 +232,7 @@ function RunNow({ task }: { task: SavedTask }) {
       const accepted = await api<Accepted>(`/v1/tasks/${encodeURIComponent(task.name)}/runs`, { method: 'POST', body });
       route(`/runs/${encodeURIComponent(accepted.runId)}`);
     } catch (err) {
-      setState({ busy: false, error: err instanceof Error ? err.message : String(err) });
+      setState({ busy: false, error: errorMessage(err) });
     }
   };
 
