@@ -612,9 +612,9 @@ export class DockerBackend implements Backend {
   private async reattach(id: string, name: string, ids: StepIds, io: StepIo, shown: Record<OutputStream, number>, lost: unknown): Promise<StepExit> {
     const what = `container ${name} of step ${ids.stepId} (run ${ids.runId})`;
     for (let round = 1; ; round++) {
+      if (round > REATTACH_ROUNDS) throw wrapEngineError(lost, `waiting for ${what}`);
       const lostAt = Date.now();
       this.log.warn({ ...ids, container: name, round, err: errorMessage(lost) }, 'lost the engine while the step ran; waiting for it to re-attach');
-      if (round > REATTACH_ROUNDS) throw wrapEngineError(lost, `waiting for ${what}`);
       await this.engineBack(io.signal, what, lost);
       let state: ContainerState;
       try {
