@@ -80,15 +80,26 @@ async function newRig(): Promise<Rig> {
   return rig;
 }
 
-describe('a worker killed mid-step (R1, R2)', () => {
-  let rig: Rig;
+/**
+ * A rig of the enclosing describe's own, started before its cases and closed after them, its
+ * processes' output kept in a log file named after `logName`; `use` is handed the rig.
+ */
+function rigPerDescribe(logName: string, use: (rig: Rig) => void): void {
+  let rig: Rig | undefined;
   beforeAll(async () => {
     rig = await newRig();
+    use(rig);
   }, 60_000);
   afterAll(async () => {
-    keepLogs(rig, 'r1-r2');
+    if (!rig) return;
+    keepLogs(rig, logName);
     await rig.close();
   }, 60_000);
+}
+
+describe('a worker killed mid-step (R1, R2)', () => {
+  let rig: Rig;
+  rigPerDescribe('r1-r2', (started) => (rig = started));
 
   it('R1: the run is claimed again and ends, the lost attempt is removed; R2: a run killed twice ends Error', async () => {
     const first = await startServingWorker(rig, { concurrency: 2 });
@@ -158,13 +169,7 @@ describe('a worker killed mid-step (R1, R2)', () => {
 
 describe('a worker stopped with SIGTERM (R3)', () => {
   let rig: Rig;
-  beforeAll(async () => {
-    rig = await newRig();
-  }, 60_000);
-  afterAll(async () => {
-    keepLogs(rig, 'r3');
-    await rig.close();
-  }, 60_000);
+  rigPerDescribe('r3', (started) => (rig = started));
 
   it('R3: finishes the run in flight, takes no new run, and exits', async () => {
     const worker = await startServingWorker(rig, { concurrency: 2 });
@@ -205,13 +210,7 @@ describe('a worker stopped with SIGTERM (R3)', () => {
 
 describe('Redis stopped while steps run (R3 with Redis down, R5)', () => {
   let rig: Rig;
-  beforeAll(async () => {
-    rig = await newRig();
-  }, 60_000);
-  afterAll(async () => {
-    keepLogs(rig, 'r3v-r5');
-    await rig.close();
-  }, 60_000);
+  rigPerDescribe('r3v-r5', (started) => (rig = started));
 
   it('R3 variant: a worker stopped while Redis is down exits in time and its run is finished by another; R5: a run whose lock expired runs once at a time and ends once', async () => {
     // R5's run on a worker that lives through the outage; R3's on another, stopped during it.
@@ -270,13 +269,7 @@ describe('Redis stopped while steps run (R3 with Redis down, R5)', () => {
 
 describe('Redis killed during submissions (R4)', () => {
   let rig: Rig;
-  beforeAll(async () => {
-    rig = await newRig();
-  }, 60_000);
-  afterAll(async () => {
-    keepLogs(rig, 'r4');
-    await rig.close();
-  }, 60_000);
+  rigPerDescribe('r4', (started) => (rig = started));
 
   it('R4: every acknowledged run of 200 concurrent submissions completes; the others got 503', async () => {
     await startServingWorker(rig, { concurrency: 4 });
@@ -334,13 +327,7 @@ describe('Redis killed during submissions (R4)', () => {
 
 describe('Redis restarted under idle workers (R6)', () => {
   let rig: Rig;
-  beforeAll(async () => {
-    rig = await newRig();
-  }, 60_000);
-  afterAll(async () => {
-    keepLogs(rig, 'r6');
-    await rig.close();
-  }, 60_000);
+  rigPerDescribe('r6', (started) => (rig = started));
 
   it('R6: after 30 s idle and a Redis restart, 10 new runs all start within 30 s', async () => {
     await startServingWorker(rig, { concurrency: 4 });
