@@ -123,9 +123,12 @@ test('an engine that does not come back in time ends the attempt as a transient 
 });
 
 test('a container that is gone when the engine comes back ends the attempt as an infrastructure error', async () => {
+  // Finding and removing the container takes a while on a loaded machine: this backend waits long
+  // enough for the engine that its 3 s deadline cannot be what ends the attempt.
+  const patient = new DockerBackend({ docker: new Dockerode({ socketPath: proxy.path }), reattachWaitSeconds: 60 });
   const env = await prepared();
   const io = recordingIo();
-  const running = backend.runStep(env, cmdStep({ id: 'removed', args: ['sh', '-c', 'echo start; sleep 30'] }), io);
+  const running = patient.runStep(env, cmdStep({ id: 'removed', args: ['sh', '-c', 'echo start; sleep 30'] }), io);
   running.catch(() => undefined);
   await until('the first line', () => seen(io, 'start'));
   proxy.cut();
