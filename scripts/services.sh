@@ -173,8 +173,9 @@ start_dockerd() {
   driver="$(cat "$driver_file" 2>/dev/null || echo overlay2)"
   # live-restore: containers outlive a restart of dockerd, and Kiln's workers re-attach to them
   # (RELIABILITY R9). It can be changed without a restart: edit the file and send dockerd SIGHUP
-  # (the fault suite turns it off that way for R8).
-  write_if_changed "$DOCKERD_CONFIG" '{ "live-restore": true }'
+  # (the fault suite turns it off that way for R8). The cgroupfs driver (the default where no
+  # systemd runs, as here) lets a build's process limit work, on cgroup v1 (RELIABILITY S7).
+  write_if_changed "$DOCKERD_CONFIG" '{ "live-restore": true, "exec-opts": ["native.cgroupdriver=cgroupfs"] }'
   for attempt in 1 2 3; do
     say "starting dockerd (storage driver $driver, iptables $iptables, attempt $attempt)"
     rotate_log "$log"

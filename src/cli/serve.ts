@@ -151,7 +151,7 @@ export function registerServiceCommands(program: Command, deps: ServiceDeps): vo
       )
       .addOption(new Option('--step-memory <size>', 'memory per step container, e.g. 2g (no swap)').argParser(memoryOption).default(2 * 1024 ** 3, '2g'))
       .addOption(new Option('--step-cpus <n>', 'CPUs per step container, e.g. 1.5').argParser(cpusOption).default(2))
-      .addOption(new Option('--step-pids <n>', 'processes per step container').argParser(integer(16, 1_048_576)).default(1024));
+      .addOption(new Option('--step-pids <n>', 'processes per step container, and per build (all of its RUN containers)').argParser(integer(16, 1_048_576)).default(1024));
   const workerOptions = (cmd: Command): Command =>
     cmd
       .addOption(new Option('--concurrency <n>', 'runs at once on this worker').argParser(integer(1, 64)).default(2))

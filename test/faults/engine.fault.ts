@@ -42,7 +42,8 @@ function dockerdPid(): number {
 
 /** Sets live-restore in dockerd's config file and has the running dockerd reload it. */
 async function setLiveRestore(on: boolean): Promise<void> {
-  writeFileSync(CONFIG, `${JSON.stringify({ 'live-restore': on })}\n`);
+  const config = JSON.parse(readFileSync(CONFIG, 'utf8')) as Record<string, unknown>;
+  writeFileSync(CONFIG, `${JSON.stringify({ ...config, 'live-restore': on })}\n`);
   process.kill(dockerdPid(), 'SIGHUP');
   await rig.until(`dockerd to reload live-restore=${on}`, 10_000, async () => (await docker.info()).LiveRestoreEnabled === on);
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { docker } from '../helpers/docker';
@@ -130,3 +130,34 @@ it("S7: a step cannot reach the host's services on loopback, nor be privileged",
   record({ case: 'S7', measure: 'privileged step on the restricted server', value: String(privileged.status), target: '403', ok: privileged.status === 403 });
   await rig.oracles();
 }, 120_000);
+
+it('S7: a fork bomb in a step and in a build RUN stops at the process limit; the runs fail with the reason and the host recovers', async () => {
+  const hostProcesses = (): number => readdirSync('/proc').filter((name) => /^\d+$/.test(name)).length;
+  const before = hostProcesses();
+  // Far more forks than the server's 1,024 processes per step; busybox sh gives up at the first that fails.
+  const bomb = 'n=0; for i in $(seq 3000); do sleep 60 & n=$((n+1)); [ $((n % 128)) = 0 ] && echo forked $n; done';
+  const dockerfile = `FROM busybox\nRUN ${bomb}\n`;
+  const steps = {
+    step: `  - id: bomb\n    cmd: ${JSON.stringify(`busybox sh -c '${bomb}'`)}\n`,
+    build: `  - id: dockerfile\n    cmd: ${JSON.stringify(`busybox sh -c "echo ${Buffer.from(dockerfile).toString('base64')} | base64 -d > Dockerfile"`)}\n  - id: bomb\n    build: -t kiln-fault/fork-bomb:${process.pid} --no-cache .\n`,
+  };
+  for (const [where, step] of Object.entries(steps)) {
+    const { status, runId } = await rig.submit(`version: v1.1.0\nsteps:\n${step}`);
+    expect(status).toBe(202);
+    const run = await rig.waitFinal(runId as string, 90_000);
+    const log = String((await rig.call<string>('GET', `/v1/runs/${runId}/logs`)).body);
+    const bombStep = run.steps.find((s) => s.id === 'bomb');
+    expect(run.status).toBe('Failed');
+    expect(bombStep?.status).toBe('Failed');
+    expect(log).toContain("can't fork");
+    // It got near the limit (the limit, not memory or anything else, stopped it).
+    const forked = Math.max(0, ...[...log.matchAll(/forked (\d+)/g)].map((m) => Number(m[1])));
+    expect(forked).toBeGreaterThanOrEqual(896);
+    expect(forked).toBeLessThan(1024);
+    // The host's process count is back near where it was within 30 s of the run's end.
+    const ended = Date.now();
+    await rig.until('the host to shed the bomb\'s processes', 30_000, async () => hostProcesses() < before + 100);
+    record({ case: 'S7', measure: `fork bomb in a ${where} (1,024 processes per step)`, value: `run ${run.status}, "can't fork" after ${forked}+ forks; host processes back to ${hostProcesses()} (from ${before}) ${((Date.now() - ended) / 1000).toFixed(1)} s after`, target: "Failed, can't fork; recovers in <= 30 s", ok: true });
+  }
+  await rig.oracles();
+}, 240_000);

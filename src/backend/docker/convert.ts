@@ -465,6 +465,8 @@ export interface BuildQuery {
   /** CPUs as a CFS quota: `cpuquota` microseconds per `cpuperiod` microseconds. */
   cpuperiod?: number;
   cpuquota?: number;
+  /** The cgroup that the RUN containers' cgroups go in (set to a build anchor's, for a process limit). */
+  cgroupparent?: string;
 }
 
 export interface BuildOptions {

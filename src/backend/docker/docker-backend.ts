@@ -41,6 +41,7 @@ import {
   toCreateOptions,
   workspaceContextDir,
   workspaceVolumeName,
+  type BuildQuery,
   type MountSpec,
 } from './convert';
 import {
@@ -51,7 +52,7 @@ import {
   spoolTar,
   type ContextFilterResult,
 } from './build-context';
-import { Engine, type ContainerState, type EngineClient, type ListedObject, type WaitResult } from './engine';
+import { Engine, type ContainerState, type EngineInfo, type EngineClient, type ListedObject, type WaitResult } from './engine';
 import {
   abortError,
   engineMessage,
@@ -63,7 +64,7 @@ import {
   wrapRegistryError,
   wrapStepError,
 } from './errors';
-import { HELPER_CHANGES, HELPER_IMAGE, HELPER_REPO, HELPER_TAG, helperRootfs, helperSpec, tarOf, type TarFile } from './helper';
+import { ANCHOR_CGROUP_PARENT, anchorSpec, anchorSupport, HELPER_CHANGES, HELPER_IMAGE, HELPER_REPO, HELPER_TAG, helperRootfs, helperSpec, tarOf, type TarFile } from './helper';
 import { RunTracker } from './run-tracker';
 import { LineSplitter, LogDemuxer, ProgressStreamError, demuxLines, feedDemuxer, readProgress, type ProgressMessage } from './streams';
 import { errorMessage } from '../../errors';
@@ -810,7 +811,8 @@ export class DockerBackend implements Backend {
           }
           throw wrapEngineError(err, `reading build context ${dir} of step ${step.id} (run ${env.runId})`);
         }
-        return this.build(archive, { dockerfile, ignoreText: pickIgnoreText(dockerfile, found), stripFirstComponent: true }, query, registryConfig, step, io, ids);
+        const filter = { dockerfile, ignoreText: pickIgnoreText(dockerfile, found), stripFirstComponent: true };
+        return this.withProcessLimit(env, query, io, ids, (limited) => this.build(archive, filter, limited, registryConfig, step, io, ids));
       });
     } else {
       // The ignore file that decides what is sent may come last in the tar: spool it to disk first.
@@ -829,7 +831,8 @@ export class DockerBackend implements Backend {
         found = await readFilesFromTar(spool.open(), ignoreFileCandidates(dockerfile), false).catch((err: unknown) => {
           throw badContext(err, step, io.signal);
         });
-        outcome = await this.build(spool.open(), { dockerfile, ignoreText: pickIgnoreText(dockerfile, found), stripFirstComponent: false }, query, registryConfig, step, io, ids);
+        const filter = { dockerfile, ignoreText: pickIgnoreText(dockerfile, found), stripFirstComponent: false };
+        outcome = await this.withProcessLimit(env, query, io, ids, (limited) => this.build(spool.open(), filter, limited, registryConfig, step, io, ids));
       } finally {
         await spool.dispose();
       }
@@ -855,7 +858,7 @@ export class DockerBackend implements Backend {
   private async build(
     source: Readable,
     filter: { dockerfile: string; ignoreText: string | undefined; stripFirstComponent: boolean },
-    query: ReturnType<typeof toBuildOptions>['query'],
+    query: BuildQuery,
     registryConfig: Record<string, unknown>,
     step: PlanBuildStep,
     io: StepIo,
@@ -1014,27 +1017,68 @@ export class DockerBackend implements Backend {
 
   /** Runs `fn` with a helper container (created, never started) that mounts `mounts`; removes it afterwards. */
   private async withHelper<T>(runId: string, mounts: MountSpec[], fn: (helper: string) => Promise<T>): Promise<T> {
-    this.runs.assertOpen(runId, 'creating a helper container');
-    const spec = helperSpec(runId, mounts, this.owner);
-    let id: string | undefined;
-    for (let tries = 0; id === undefined; tries++) {
+    const id = await this.createHelperContainer(runId, helperSpec(runId, mounts, this.owner), 'a helper container');
+    this.log.debug({ runId, helper: id }, 'helper container created');
+    try {
+      return await fn(id);
+    } finally {
+      this.removeInBackground(runId, id, `helper ${id.slice(0, 12)}`);
+    }
+  }
+
+  /** Creates a container of the helper image (made first if it is missing), tracked as the run's. */
+  private async createHelperContainer(runId: string, spec: Record<string, unknown>, what: string): Promise<string> {
+    this.runs.assertOpen(runId, `creating ${what}`);
+    for (let tries = 0; ; tries++) {
       await this.ensureHelperImage();
       try {
-        id = await this.runs.track(runId, this.engine.createContainer(undefined, spec));
+        return await this.runs.track(runId, this.engine.createContainer(undefined, spec));
       } catch (err) {
         // The helper image was removed behind our back: make it again, once.
         if (tries === 0 && isNotFound(err) && /no such image/i.test(engineMessage(err))) {
           this.helperImage = undefined;
           continue;
         }
-        throw wrapEngineError(err, `creating a helper container for run ${runId}`);
+        throw wrapEngineError(err, `creating ${what} for run ${runId}`);
       }
     }
-    this.log.debug({ runId, helper: id }, 'helper container created');
+  }
+
+  /**
+   * Runs a build with its processes limited as a step's are (RELIABILITY S7: fork bombs). The
+   * classic builder API has no process limit, but it takes a cgroup parent for the containers of
+   * its RUN instructions. So an anchor container is started first: it waits forever, and its
+   * cgroup is limited to the run's processes per step (plus its own one). The build's containers
+   * are made inside that cgroup, whose limit counts them all. This needs the cgroupfs driver on
+   * cgroup v1 (see anchorSupport): with another engine the build runs without the limit, and its
+   * log says so.
+   */
+  private async withProcessLimit<T>(env: RunEnvironment, query: BuildQuery, io: StepIo, ids: StepIds, fn: (query: BuildQuery) => Promise<T>): Promise<T> {
+    const { pids } = confinementLimits(env.confinement);
+    if (pids === undefined) return fn(query);
+    let engine: EngineInfo;
     try {
-      return await fn(id);
+      engine = await this.engine.info();
+    } catch (err) {
+      throw wrapEngineError(err, `reading the Docker Engine's cgroup setup for build step ${ids.stepId} (run ${ids.runId})`);
+    }
+    const support = anchorSupport(engine);
+    if ('unsupported' in support) {
+      io.onLine('stderr', `kiln: this Docker Engine (${support.unsupported}) cannot limit the processes of a build; step ${ids.stepId} builds without its limit of ${pids} processes`);
+      return fn(query);
+    }
+    const name = 'the build anchor container';
+    const anchor = await this.createHelperContainer(env.runId, anchorSpec(env.runId, pids + 1, support.arch, this.owner), name);
+    try {
+      try {
+        await this.engine.start(anchor);
+      } catch (err) {
+        throw wrapEngineError(err, `starting ${name} of step ${ids.stepId} (run ${ids.runId})`);
+      }
+      this.log.debug({ ...ids, anchor, pids }, 'build anchor started');
+      return await fn({ ...query, cgroupparent: `${ANCHOR_CGROUP_PARENT}/${anchor}` });
     } finally {
-      this.removeInBackground(runId, id, `helper ${id.slice(0, 12)}`);
+      this.removeInBackground(env.runId, anchor, `build anchor ${anchor.slice(0, 12)}`);
     }
   }
 }

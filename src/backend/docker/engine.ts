@@ -34,6 +34,17 @@ export interface WaitResult {
   Error?: { Message?: string } | null;
 }
 
+/** What Kiln reads of `GET /info`. */
+export interface EngineInfo {
+  LiveRestoreEnabled: boolean;
+  /** `cgroupfs` or `systemd`. */
+  CgroupDriver: string;
+  /** `1` or `2`. */
+  CgroupVersion: string;
+  /** As `uname -m` names it: `x86_64`, `aarch64`. */
+  Architecture: string;
+}
+
 export interface ContainerState {
   Status: string;
   Running: boolean;
@@ -105,9 +116,14 @@ export class Engine {
   }
 
   /** The engine's settings that matter to Kiln. */
-  async info(): Promise<{ LiveRestoreEnabled: boolean }> {
-    const info = await this.call<{ LiveRestoreEnabled?: boolean }>({ path: '/info', method: 'GET', statusCodes: { 200: true, 500: 'server error' } });
-    return { LiveRestoreEnabled: info.LiveRestoreEnabled === true };
+  async info(): Promise<EngineInfo> {
+    const info = await this.call<Partial<EngineInfo>>({ path: '/info', method: 'GET', statusCodes: { 200: true, 500: 'server error' } });
+    return {
+      LiveRestoreEnabled: info.LiveRestoreEnabled === true,
+      CgroupDriver: info.CgroupDriver ?? '',
+      CgroupVersion: info.CgroupVersion ?? '',
+      Architecture: info.Architecture ?? '',
+    };
   }
 
   // -- containers -------------------------------------------------------------------------------

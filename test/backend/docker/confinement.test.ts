@@ -1,7 +1,8 @@
 /**
  * Step confinement on the real Docker Engine (RELIABILITY.md §3 "Docker socket and step
  * sandboxing", test plan S7): a restricted step has no capabilities and cannot gain privileges
- * yet still works in /workspace; a fork bomb stops at the process limit; a step or a build RUN
+ * yet still works in /workspace; a fork bomb stops at the process limit, in a step or in a build's
+ * RUN (through the build's anchor container); a step or a build RUN
  * over its memory limit is OOM-killed (exit 137) instead of hanging. Every test uses its own run
  * ids; afterEach tears them down and fails the test if anything labelled with one of them is left.
  */
@@ -164,6 +165,66 @@ describe('limits', () => {
     const outcome = await backend.buildImage(env, buildStep({ noCache: true }), { kind: 'tar', tar: tarOfFiles({ Dockerfile: `${dockerfile}\n` }) }, io);
     images.push(outcome.imageId);
     expect(io.stdout()).toEqual(expect.arrayContaining([`mem ${64 * MiB}`, 'cpu 50000 100000']));
+  });
+
+  test("a fork bomb in a build's RUN stops at the process limit; without the limit the same RUN succeeds", async () => {
+    // The anchor that carries the limit needs the cgroupfs driver (scripts/services.sh sets it)
+    // on cgroup v1; on a cgroup v2 host the build runs without the limit and says so.
+    const info = await docker.info();
+    const supported = info.CgroupDriver === 'cgroupfs' && info.CgroupVersion === '1';
+    // Each successful fork prints its count; busybox sh gives up at the first fork that fails.
+    const dockerfile = 'FROM busybox\nRUN n=0; for i in $(seq 100); do sleep 4 & n=$((n+1)); echo "forked $n"; done; wait\n';
+    const build = async (confinement: StepConfinement): Promise<{ io: ReturnType<typeof recordingIo>; failure: unknown }> => {
+      const env = await prepared(confinement);
+      const io = boundedIo(30_000);
+      const failure = await backend.buildImage(env, buildStep({ noCache: true }), { kind: 'tar', tar: tarOfFiles({ Dockerfile: dockerfile }) }, io).then(
+        (outcome) => {
+          images.push(outcome.imageId);
+          return undefined;
+        },
+        (err: unknown) => err,
+      );
+      return { io, failure };
+    };
+    const forked = (io: ReturnType<typeof recordingIo>): number => Math.max(0, ...io.stdout().map((l) => Number(/^forked (\d+)$/.exec(l)?.[1] ?? 0)));
+
+    const started = Date.now();
+    const limited = await build({ restricted: true, pids: 64 });
+    if (!supported) {
+      expect(limited.io.stderr()).toContain(`kiln: this Docker Engine (cgroup driver ${info.CgroupDriver}, cgroup v${info.CgroupVersion}, ${info.Architecture}) cannot limit the processes of a build; step build builds without its limit of 64 processes`);
+      expect(forked(limited.io)).toBe(100);
+      return;
+    }
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(limited.failure).toBeInstanceOf(BackendError);
+    expect(limited.failure).toMatchObject({ infrastructure: false });
+    expect((limited.failure as BackendError).message).toMatch(/returned a non-zero code/);
+    expect(limited.io.stdout().join('\n')).toContain("can't fork");
+    // 64 for the build's containers: the RUN's shell and its sleeps (and whatever the builder runs).
+    expect(forked(limited.io)).toBeLessThan(64);
+    expect(forked(limited.io)).toBeGreaterThan(30);
+    expect(limited.io.stderr().join('\n')).not.toMatch(/cannot limit the processes/);
+
+    const free = await build({ restricted: true });
+    expect(free.failure).toBeUndefined();
+    expect(forked(free.io)).toBe(100);
+  });
+
+  test('a build cancelled while its RUN runs under the process limit leaves nothing behind', async () => {
+    const env = await prepared({ restricted: true, pids: 64 });
+    const abort = new AbortController();
+    const io = recordingIo(abort.signal);
+    const building = backend.buildImage(env, buildStep({ noCache: true }), { kind: 'tar', tar: tarOfFiles({ Dockerfile: 'FROM busybox\nRUN echo started; sleep 60\n' }) }, io);
+    building.catch(() => undefined);
+    const deadline = Date.now() + 20_000;
+    while (!io.stdout().includes('started') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(io.stdout()).toContain('started');
+    const info = await docker.info();
+    const anchors = await docker.listContainers({ filters: { label: [`kiln.run=${env.runId}`], status: ['running'] } });
+    expect(anchors).toHaveLength(info.CgroupDriver === 'cgroupfs' && info.CgroupVersion === '1' ? 1 : 0);
+    abort.abort(new Error('canceled by the test'));
+    await expect(building).rejects.toThrow(/canceled|abort/i);
+    // afterEach tears the run down and fails the test if its anchor (or anything else) is left.
   });
 
   test('a build whose RUN outgrows the memory limit fails the step, quickly, with the reason', async () => {
