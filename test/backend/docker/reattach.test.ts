@@ -21,7 +21,8 @@ const envs: RunEnvironment[] = [];
 
 beforeAll(async () => {
   proxy = await SocketProxy.started();
-  backend = new DockerBackend({ docker: new Dockerode({ socketPath: proxy.path }), reattachWaitSeconds: 3 });
+  // Long enough that no cut below, on however loaded a machine, outlasts it; one test has its own.
+  backend = new DockerBackend({ docker: new Dockerode({ socketPath: proxy.path }), reattachWaitSeconds: 60 });
 });
 
 afterEach(async () => {
@@ -106,9 +107,10 @@ test('the step ends while the engine is away: its exit code is read once the eng
 });
 
 test('an engine that does not come back in time ends the attempt as a transient infrastructure error', async () => {
+  const impatient = new DockerBackend({ docker: new Dockerode({ socketPath: proxy.path }), reattachWaitSeconds: 3 });
   const env = await prepared();
   const io = recordingIo();
-  const running = backend.runStep(env, cmdStep({ id: 'stuck', args: ['sh', '-c', 'echo start; sleep 30'] }), io);
+  const running = impatient.runStep(env, cmdStep({ id: 'stuck', args: ['sh', '-c', 'echo start; sleep 30'] }), io);
   running.catch(() => undefined);
   await until('the first line', () => seen(io, 'start'));
   const cutAt = Date.now();
@@ -123,12 +125,9 @@ test('an engine that does not come back in time ends the attempt as a transient 
 });
 
 test('a container that is gone when the engine comes back ends the attempt as an infrastructure error', async () => {
-  // Finding and removing the container takes a while on a loaded machine: this backend waits long
-  // enough for the engine that its 3 s deadline cannot be what ends the attempt.
-  const patient = new DockerBackend({ docker: new Dockerode({ socketPath: proxy.path }), reattachWaitSeconds: 60 });
   const env = await prepared();
   const io = recordingIo();
-  const running = patient.runStep(env, cmdStep({ id: 'removed', args: ['sh', '-c', 'echo start; sleep 30'] }), io);
+  const running = backend.runStep(env, cmdStep({ id: 'removed', args: ['sh', '-c', 'echo start; sleep 30'] }), io);
   running.catch(() => undefined);
   await until('the first line', () => seen(io, 'start'));
   proxy.cut();
