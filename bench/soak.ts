@@ -379,6 +379,9 @@ function growthOf(samples: readonly { at: number; mb: number }[]): { pct: number
   return { pct: ((slope * 3_600_000) / samples[0].mb) * 100, spanMs: samples[n - 1].at - samples[0].at };
 }
 
+/** How long the API's RSS is left to settle before its growth counts (see the report). */
+const API_WARM_UP_MS = 10 * 60_000;
+
 /** Under 30 minutes of samples the warm-up (a heap growing to its working size) dominates. */
 const GROWTH_MIN_SPAN_MS = 30 * 60_000;
 
@@ -514,6 +517,9 @@ async function main(): Promise<void> {
   // Memory: the API from its first minute on; the worker over its longest life (it is killed on schedule).
   const warm = (list: { at: number; mb: number }[], from: number): { at: number; mb: number }[] => list.filter((m) => m.at >= from + 60_000);
   const apiSamples = warm(memory.api, soak.api?.startedAt ?? began);
+  // The API's RSS climbs for its first minutes while V8 sizes its heap and compiles hot code (heap
+  // snapshots 3 and 25 min in held the same application objects): the target is judged after that.
+  const apiSettled = memory.api.filter((m) => m.at >= (soak.api?.startedAt ?? began) + API_WARM_UP_MS);
   const lives = new Map<number, { at: number; mb: number; life: number }[]>();
   for (const m of memory.worker) lives.set(m.life, [...(lives.get(m.life) ?? []), m]);
   const longest = [...lives.values()].sort((a, b) => b[b.length - 1].at - b[0].at - (a[a.length - 1].at - a[0].at))[0] ?? [];
@@ -549,7 +555,8 @@ async function main(): Promise<void> {
   out.push(`| runs not final after the drain | ${notFinal.length}${notFinal.length ? ` (${notFinal.slice(0, 5).map((id) => `${id} ${docs.get(id)?.status}`).join(', ')})` : ''} | 0 |`);
   out.push(`| orphan containers of acknowledged runs (after the drain and a sweep) | ${orphans.length}${orphans.length ? ` (${orphans.slice(0, 5).join('; ')})` : ''} | 0 |`);
   out.push(`| conflicting tag pushes (${tags.checked} shared tags) | ${tags.conflicts.length}${tags.raced.length ? ` (+${tags.raced.length} raced within 2 s, not counted)` : ''} | 0 |`);
-  out.push(`| API RSS: first minute -> end | ${mb(apiSamples[0])} -> ${mb(apiSamples[apiSamples.length - 1])}, ${growth(apiSamples)} | < 10 %/h |`);
+  out.push(`| API RSS: first minute -> end (with the warm-up) | ${mb(apiSamples[0])} -> ${mb(apiSamples[apiSamples.length - 1])}, ${growth(apiSamples)} | |`);
+  out.push(`| API RSS: after ${API_WARM_UP_MS / 60_000} min -> end | ${mb(apiSettled[0])} -> ${mb(apiSettled[apiSettled.length - 1])}, ${growth(apiSettled)} | < 10 %/h |`);
   out.push(
     `| worker RSS over its longest life (${lives.size} lives; ${((longest.length ? longest[longest.length - 1].at - longest[0].at : 0) / 1000).toFixed(0)} s) | ${mb(workerSamples[0])} -> ${mb(workerSamples[workerSamples.length - 1])}, ${growth(workerSamples)} | < 10 %/h |`,
   );
@@ -562,7 +569,7 @@ async function main(): Promise<void> {
   console.log(out.join('\n'));
 
   // Memory counts against the soak only when measured long enough to mean something.
-  const leaking = [growthOf(apiSamples), growthOf(workerSamples)].some((g) => g !== undefined && g.spanMs >= GROWTH_MIN_SPAN_MS && g.pct >= 10);
+  const leaking = [growthOf(apiSettled), growthOf(workerSamples)].some((g) => g !== undefined && g.spanMs >= GROWTH_MIN_SPAN_MS && g.pct >= 10);
   const failed = lost.length > 0 || notFinal.length > 0 || orphans.length > 0 || tags.conflicts.length > 0 || leaking;
   await soak.stop();
   await soak.removeImages();
