@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Docker from 'dockerode';
 import Redis from 'ioredis';
-import { localRedisUrl } from './shared';
+import { localRedisUrl, takeSseEvents, type SseEvent } from './shared';
 
 const KILN = join(__dirname, '..', 'src', 'bin', 'kiln.js');
 const REDIS_URL = localRedisUrl(7);
@@ -120,10 +120,9 @@ class RunEvents {
         res.setEncoding('utf8');
         let rest = '';
         res.on('data', (chunk: string) => {
-          rest += chunk;
-          const blocks = rest.split('\n\n');
-          rest = blocks.pop() ?? '';
-          for (const block of blocks) this.take(block);
+          const taken = takeSseEvents(rest + chunk);
+          rest = taken.rest;
+          for (const event of taken.events) this.take(event);
           resolve();
         });
         res.on('error', reject);
@@ -137,14 +136,13 @@ class RunEvents {
     this.req?.destroy();
   }
 
-  private take(block: string): void {
-    const data = /^data: (.*)$/m.exec(block)?.[1];
-    if (/^event: ready$/m.test(block)) {
+  private take(event: SseEvent): void {
+    if (event.event === 'ready') {
       // Changes were dropped (a slow reader): the waiters read their runs' status themselves.
       this.readies++;
       this.wake();
-    } else if (/^event: run$/m.test(block) && data !== undefined) {
-      const change = JSON.parse(data) as { runId: string; status: string };
+    } else if (event.event === 'run') {
+      const change = JSON.parse(event.data) as { runId: string; status: string };
       if (FINAL.has(change.status)) {
         this.final.set(change.runId, change.status);
         this.wake();
@@ -337,14 +335,12 @@ async function main(): Promise<void> {
     const req = httpRequest(`${API}/v1/runs/${floodId}/logs?follow=1`, { headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
-        rest += chunk;
-        const events = rest.split('\n\n');
-        rest = events.pop() ?? '';
-        for (const e of events) {
-          if (e.includes('event: line')) {
-            if (e.includes('log truncated')) marker = true;
-            else if (e.includes('xxxxxxxxxx')) count++;
-          }
+        const taken = takeSseEvents(rest + chunk);
+        rest = taken.rest;
+        for (const e of taken.events) {
+          if (e.event !== 'line') continue;
+          if (e.data.includes('log truncated')) marker = true;
+          else if (e.data.includes('xxxxxxxxxx')) count++;
         }
       });
       res.on('end', () => resolve({ lines: count, marker }));

@@ -54,3 +54,34 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
     if (keys.length > 0) await redis.del(...keys);
   } while (cursor !== '0');
 }
+
+/** One Server-Sent Event; a comment is an event named `comment`, its text the data. */
+export interface SseEvent {
+  id?: string;
+  event: string;
+  data: string;
+}
+
+/**
+ * The complete events at the start of what an SSE stream sent so far, and the rest (an event not
+ * yet complete). Comments are events named `comment`, their text the data.
+ */
+export function takeSseEvents(text: string): { events: SseEvent[]; rest: string } {
+  const blocks = text.split('\n\n');
+  const rest = blocks.pop() ?? '';
+  const events = blocks.map((block) => {
+    const event: SseEvent = { event: 'message', data: '' };
+    const data: string[] = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) {
+        event.event = 'comment';
+        data.push(line.slice(1).trim());
+      } else if (line.startsWith('id: ')) event.id = line.slice(4);
+      else if (line.startsWith('event: ')) event.event = line.slice(7);
+      else if (line.startsWith('data: ')) data.push(line.slice(6));
+    }
+    event.data = data.join('\n');
+    return event;
+  });
+  return { events, rest };
+}

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
+import { takeSseEvents, type SseEvent } from '../../bench/shared';
 import { createApp, type AppDeps } from '../../src/http/app';
 import { createMetrics } from '../../src/http/metrics';
 import { TriggerScheduler } from '../../src/queue';
@@ -212,35 +213,7 @@ export async function startApi(name: string, options: HarnessOptions = {}): Prom
   return { url, redis, store, queue, prefix, uploadsDir, tokens, logText: log.text, request, dumpKeys, close };
 }
 
-export interface SseEvent {
-  id?: string;
-  event: string;
-  data: string;
-}
-
-/**
- * The complete events at the start of what an SSE stream sent so far, and the rest (an event not
- * yet complete). Comments are events named `comment`, their text the data.
- */
-export function takeSseEvents(text: string): { events: SseEvent[]; rest: string } {
-  const blocks = text.split('\n\n');
-  const rest = blocks.pop() ?? '';
-  const events = blocks.map((block) => {
-    const event: SseEvent = { event: 'message', data: '' };
-    const data: string[] = [];
-    for (const line of block.split('\n')) {
-      if (line.startsWith(':')) {
-        event.event = 'comment';
-        data.push(line.slice(1).trim());
-      } else if (line.startsWith('id: ')) event.id = line.slice(4);
-      else if (line.startsWith('event: ')) event.event = line.slice(7);
-      else if (line.startsWith('data: ')) data.push(line.slice(6));
-    }
-    event.data = data.join('\n');
-    return event;
-  });
-  return { events, rest };
-}
+export { takeSseEvents, type SseEvent };
 
 /**
  * Reads Server-Sent Events from a response until `done` says so (or the stream ends); comments
