@@ -55,9 +55,10 @@ export interface Backend {
   /**
    * Removes every container, network and volume of the runs `isDead` picks (what crashed
    * processes left behind); returns how many objects it removed. `owner` is the `kiln.owner`
-   * label of the process that created them, when it set one.
+   * label of the process that created them, when it set one. Objects of no run (a worker's warm
+   * network sandboxes) are asked about with their owner alone, no `runId`.
    */
-  sweep(isDead: (run: { runId: string; owner?: string }) => boolean): Promise<number>;
+  sweep(isDead: (object: { runId?: string; owner?: string }) => boolean): Promise<number>;
 }
 
 export interface RegistryLogin {

@@ -3,13 +3,14 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import type { Logger } from 'pino';
-import { DockerBackend } from '../backend/docker';
+import { DockerBackend, SandboxPool } from '../backend/docker';
 import type { RunningService, ServiceOptions } from '../cli/serve';
 import { loadConfig } from '../config';
 import { createApp, createMetrics } from '../http';
 import { metricsListener } from '../http/metrics';
 import { parseImageRef } from '../domain/image-ref';
 import { BullRunQueue, startWorker, TriggerScheduler, type WorkerHandle } from '../queue';
+import { defaultWorkerId, workerOwner } from '../queue/owner';
 import { RegistryClient } from '../registry/client';
 import { startReconciler } from '../runs/reconcile';
 import { removeOldUploads } from '../runs/upload-retention';
@@ -152,10 +153,13 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
 
   let worker: WorkerHandle | undefined;
   if (options.worker) {
+    const workerId = defaultWorkerId();
+    const sandboxes = options.warmSandboxes > 0 ? new SandboxPool({ size: options.warmSandboxes, owner: workerOwner(workerId), logger }) : undefined;
     worker = await startWorker({
       connection: redis,
       store,
-      backendFor: (owner) => new DockerBackend({ logger, owner }),
+      workerId,
+      backendFor: (owner) => new DockerBackend({ logger, owner, ...(sandboxes ? { sandboxes } : {}) }),
       concurrency: options.concurrency,
       platform: options.platform,
       pool: options.pool,
@@ -171,6 +175,10 @@ export async function startService(options: ServiceOptions, env: NodeJS.ProcessE
         await recordBuild(triggerStore.dependencies, request, result);
       },
     });
+    if (sandboxes) {
+      sandboxes.start();
+      stops.push(() => sandboxes.close());
+    }
   }
 
   return {

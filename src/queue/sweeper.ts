@@ -12,6 +12,7 @@ import { workerStates } from './registry';
  * - worker has no live heartbeat (it was killed), or
  * - run is final or gone (its teardown failed, or the run was ended for it), or
  * - run attempt is older than the run's current one (the attempt lost the run).
+ * Objects of no run (a worker's warm network sandboxes) go only when their worker is dead.
  * Objects of other owners (`kiln run`, another installation on the same engine) are left alone.
  *
  * The backend's sweep asks about each object synchronously, so the decision needs the facts at
@@ -35,8 +36,8 @@ export async function sweepLeftovers(deps: SweepDeps, runId?: string): Promise<n
   await deps.backend.sweep(({ runId: id, owner }) => {
     const parsed = parseWorkerOwner(owner);
     if (parsed && (runId === undefined || id === runId)) {
-      seen.add(`${id}\u0000${owner}`);
-      runIds.add(id);
+      seen.add(`${id ?? ''}\u0000${owner}`);
+      if (id !== undefined) runIds.add(id);
       workerIds.add(parsed.workerId);
     }
     return false;
@@ -46,10 +47,11 @@ export async function sweepLeftovers(deps: SweepDeps, runId?: string): Promise<n
   const runs = new Map<string, RunDocument | undefined>(await Promise.all([...runIds].map(async (id) => [id, await deps.store.get(id)] as const)));
   return deps.backend.sweep(({ runId: id, owner }) => {
     const parsed = parseWorkerOwner(owner);
-    if (!parsed || !seen.has(`${id}\u0000${owner}`)) return false;
+    if (!parsed || !seen.has(`${id ?? ''}\u0000${owner}`)) return false;
     const state = states.get(parsed.workerId);
     if (state === undefined) return false;
     if (state === 'dead') return true;
+    if (id === undefined) return false;
     const run = runs.get(id);
     if (!run || isFinalRunStatus(run.status)) return true;
     return parsed.runAttempt !== undefined && parsed.runAttempt < run.attempt;

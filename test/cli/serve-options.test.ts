@@ -77,6 +77,13 @@ describe('the service options and start-up', () => {
       pollTick: 1,
     });
     await expect(startedWith(['serve', '--policy', 'lax'])).rejects.toThrow();
+    await expect(startedWith(['worker', '--warm-sandboxes', 'many'])).rejects.toThrow(/whole number from 0 to 64/);
+  });
+
+  it('keeps two warm network sandboxes on a worker unless told otherwise', async () => {
+    expect(await startedWith(['serve'])).toMatchObject({ warmSandboxes: 2 });
+    expect(await startedWith(['worker', '--warm-sandboxes', '0'])).toMatchObject({ warmSandboxes: 0 });
+    expect(await startedWith(['worker', '--warm-sandboxes', '5'])).toMatchObject({ warmSandboxes: 5 });
     await expect(startedWith(['serve', '--step-memory', 'lots'])).rejects.toThrow(/memory/);
   });
 

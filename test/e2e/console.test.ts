@@ -168,6 +168,7 @@ beforeAll(async () => {
       redisUrl: localRedisUrl(REDIS_DB),
       dataDir,
       concurrency: 3,
+      warmSandboxes: 2,
       platform: 'linux/amd64',
       pool: 'default',
       registry: REGISTRY,

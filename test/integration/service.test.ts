@@ -31,6 +31,7 @@ function options(redisUrl: string, parts: { api: boolean; worker: boolean }, dat
     redisUrl,
     dataDir,
     concurrency: 2,
+    warmSandboxes: 2,
     platform: 'linux/amd64',
     pool: 'default',
     registry: REGISTRY,

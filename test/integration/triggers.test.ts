@@ -174,6 +174,7 @@ beforeAll(async () => {
       redisUrl: REDIS_URL,
       dataDir: tempDir(),
       concurrency: 2,
+      warmSandboxes: 2,
       platform: 'linux/amd64',
       pool: 'default',
       registry: notifying,

@@ -49,6 +49,7 @@ function options(extra: Partial<ServiceOptions>): ServiceOptions {
     redisUrl: `redis://127.0.0.1:${redisPort}`,
     dataDir: join(dir, 'data'),
     concurrency: 1,
+    warmSandboxes: 0,
     platform: 'linux/amd64',
     pool: 'default',
     registry: '',

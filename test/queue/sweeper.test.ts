@@ -1,5 +1,6 @@
 import { DockerBackend } from '../../src/backend/docker';
 import { LABEL_OWNER, LABEL_RUN } from '../../src/backend/types';
+import { LABEL_SANDBOX } from '../../src/backend/docker/convert';
 import { MetaKeys } from '../../src/queue/keys';
 import { beat } from '../../src/queue/registry';
 import { sweepLeftovers } from '../../src/queue/sweeper';
@@ -27,6 +28,14 @@ async function volume(runId: string, owner: string): Promise<string> {
   return name;
 }
 
+/** Stands for a worker's warm network sandbox: an object of no run. */
+async function sandbox(owner: string): Promise<string> {
+  const name = `kiln-test-sweep-sandbox-${created.length}`;
+  await docker.createVolume({ Name: name, Labels: { [LABEL_SANDBOX]: '1', [LABEL_OWNER]: owner } });
+  created.push(name);
+  return name;
+}
+
 async function exists(name: string): Promise<boolean> {
   return docker
     .getVolume(name)
@@ -40,7 +49,7 @@ async function claimedRun(times: number): Promise<string> {
   return run.runId;
 }
 
-it("removes dead workers' objects, lost attempts' and final runs', and leaves everyone else's", async () => {
+it("removes dead workers' objects (their warm sandboxes too), lost attempts' and final runs', and leaves everyone else's", async () => {
   const keys = new MetaKeys(service.prefix);
   const live = `live-${service.prefix}`;
   const dead = `dead-${service.prefix}`;
@@ -58,11 +67,14 @@ it("removes dead workers' objects, lost attempts' and final runs', and leaves ev
     await volume(current, `worker:${live}`), // a live worker's object without an attempt
     await volume(current, 'worker:not-ours-at-all:1'), // a worker of another installation
     await volume(current, 'somehost/1234'), // a `kiln run` process
+    await sandbox(`worker:${live}`), // a live worker's warm sandbox
+    await sandbox('worker:not-ours-at-all'),
   ];
   const remove = [
     await volume(current, `worker:${dead}:2`), // its worker is dead
     await volume(current, `worker:${live}:1`), // an attempt the run has moved past
     await volume(finished, `worker:${live}:1`), // the run is final
+    await sandbox(`worker:${dead}`), // a dead worker's warm sandbox
   ];
 
   const removed = await sweepLeftovers({ backend: new DockerBackend(), redis: service.redis, keys, store: service.store });

@@ -29,6 +29,10 @@ export const HOME_PATH = '/acb/home';
 export const DOCKER_SOCKET_PATH = '/var/run/docker.sock';
 /** Marks the short-lived helper containers that move files in and out of volumes. */
 export const LABEL_HELPER = 'kiln.helper';
+/** Marks the warm network sandboxes a worker keeps started (see sandbox-pool.ts). */
+export const LABEL_SANDBOX = 'kiln.sandbox';
+/** On a step container that joined a network sandbox: the sandbox's id (it is removed after the container). */
+export const LABEL_NETNS = 'kiln.netns';
 
 const DOCKER_HUB_AUTH_KEY = 'https://index.docker.io/v1/';
 const VALID_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -335,6 +339,25 @@ export function toCreateOptions(env: RunEnvironment, step: PlanCmdStep, attempt:
   if (HOSTNAME.test(step.id) && !network.startsWith('container:') && network !== 'host') spec.Hostname = step.id;
 
   return { name: containerName(env.runId, step.id, attempt), spec };
+}
+
+/**
+ * Whether a step container could join a started network sandbox instead of having the engine
+ * make it a network namespace: one on the default bridge (where a sandbox is) that publishes no
+ * port (the engine refuses ports on a container that joins another's network).
+ */
+export function canJoinSandbox(spec: ContainerSpec): boolean {
+  return spec.HostConfig.NetworkMode === 'bridge' && spec.ExposedPorts === undefined && spec.HostConfig.PortBindings === undefined;
+}
+
+/**
+ * The spec joined to the sandbox `sandboxId` (`container:<id>`). The engine gives such a
+ * container the sandbox's host name and /etc/hosts (it refuses a host name of its own), so the
+ * step id is not its host name, as with `docker run --network container:...`.
+ */
+export function joinSandbox(spec: ContainerSpec, sandboxId: string): ContainerSpec {
+  const { Hostname: _hostname, ...rest } = spec;
+  return { ...rest, Labels: { ...spec.Labels, [LABEL_NETNS]: sandboxId }, HostConfig: { ...spec.HostConfig, NetworkMode: `container:${sandboxId}` } };
 }
 
 function toNanoCpus(cpus: string, stepId: string): number {

@@ -28,10 +28,14 @@ import {
 } from '../types';
 import {
   WORKSPACE_PATH,
+  LABEL_NETNS,
+  LABEL_SANDBOX,
   authConfigFor,
+  canJoinSandbox,
   confinementLimits,
   dockerConfigJson,
   homeVolumeName,
+  joinSandbox,
   networkName,
   normalizeContextPath,
   pushTarget,
@@ -64,7 +68,9 @@ import {
   wrapRegistryError,
   wrapStepError,
 } from './errors';
-import { ANCHOR_CGROUP_PARENT, anchorSpec, anchorSupport, HELPER_CHANGES, HELPER_IMAGE, HELPER_REPO, HELPER_TAG, helperRootfs, helperSpec, tarOf, type TarFile } from './helper';
+import { ANCHOR_CGROUP_PARENT, anchorSpec, anchorSupport, helperSpec, tarOf, type TarFile } from './helper';
+import { HelperImage } from './helper-image';
+import type { SandboxPool } from './sandbox-pool';
 import { RunTracker } from './run-tracker';
 import { LineSplitter, LogDemuxer, ProgressStreamError, demuxLines, feedDemuxer, readProgress, type ProgressMessage } from './streams';
 import { errorMessage } from '../../errors';
@@ -94,6 +100,8 @@ export interface DockerBackendOptions {
    * attempt ends as an infrastructure error. Default 120 s.
    */
   reattachWaitSeconds?: number;
+  /** Started network sandboxes that steps on the default bridge join, to start sooner (a worker's, shared by its backends). */
+  sandboxes?: SandboxPool;
 }
 
 /** How long output may keep flowing after the container's exit before the stream is cut. */
@@ -108,7 +116,7 @@ const SERVICE_DRAIN_MS = 5_000;
 const BUSY_ROUNDS = 6;
 const BUSY_DELAY_MS = 150;
 
-const noopLogger: BackendLogger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+export const noopLogger: BackendLogger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
 
 interface StepIds {
   runId: string;
@@ -163,9 +171,10 @@ export class DockerBackend implements Backend {
   private readonly grace: number;
   private readonly log: BackendLogger;
   private readonly runs = new RunTracker();
-  private helperImage: Promise<void> | undefined;
+  private readonly helperImage: HelperImage;
   private readonly owner: string | undefined;
   private readonly reattachWaitMs: number;
+  private readonly sandboxes: SandboxPool | undefined;
 
   constructor(options: DockerBackendOptions = {}) {
     this.engine = new Engine(options.docker ?? { modem: new DockerModem() });
@@ -173,6 +182,8 @@ export class DockerBackend implements Backend {
     this.log = options.logger ?? noopLogger;
     this.owner = options.owner;
     this.reattachWaitMs = (options.reattachWaitSeconds ?? 120) * 1000;
+    this.helperImage = new HelperImage(this.engine, this.log);
+    this.sandboxes = options.sandboxes;
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -254,7 +265,7 @@ export class DockerBackend implements Backend {
             throw wrapEngineError(err, `creating volume ${name} of run ${runId}`);
           }),
         ),
-        files.length > 0 ? this.ensureHelperImage() : Promise.resolve(),
+        files.length > 0 ? this.helperImage.ensure() : Promise.resolve(),
       ]);
       const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
@@ -323,14 +334,16 @@ export class DockerBackend implements Backend {
     }
   }
 
-  async sweep(isDead: (run: { runId: string; owner?: string }) => boolean): Promise<number> {
+  async sweep(isDead: (object: { runId?: string; owner?: string }) => boolean): Promise<number> {
     const started = Date.now();
     this.log.info({}, 'sweeping objects of dead runs');
-    const removed = await this.removeLabelled(LABEL_RUN, (labels) => {
+    let removed = await this.removeLabelled(LABEL_RUN, (labels) => {
       const runId = labels[LABEL_RUN];
       if (runId === undefined || this.runs.isClosing(runId)) return false;
       return isDead(labels[LABEL_OWNER] !== undefined ? { runId, owner: labels[LABEL_OWNER] } : { runId });
     });
+    // Warm network sandboxes not taken by any step: of no run, only their owner can tell.
+    removed += await this.removeLabelled(LABEL_SANDBOX, (labels) => labels[LABEL_OWNER] !== undefined && labels[LABEL_NETNS] === undefined && isDead({ owner: labels[LABEL_OWNER] }));
     this.log.info({ removed, ms: Date.now() - started }, 'sweep done');
     return removed;
   }
@@ -369,7 +382,16 @@ export class DockerBackend implements Backend {
     };
     for (let round = 1; ; round++) {
       const containers = await list('containers', () => this.engine.listContainers(labelFilter));
-      const containerResults = await Promise.all(containers.map((c) => attempt('container', () => this.engine.removeContainer(c.id), c.name)));
+      // A container that joined a network sandbox first, then the sandbox.
+      const containerResults = (
+        await Promise.all(
+          containers.map(async (c) => {
+            const result = await attempt('container', () => this.engine.removeContainer(c.id), c.name);
+            const sandbox = c.labels[LABEL_NETNS];
+            return sandbox === undefined ? [result] : [result, await attempt('container', () => this.engine.removeContainer(sandbox), `network sandbox ${sandbox.slice(0, 12)}`)];
+          }),
+        )
+      ).flat();
       removed += containerResults.filter((r) => r === 'removed').length;
       const [networks, volumes] = await Promise.all([
         list('networks', () => this.engine.listNetworks(labelFilter)),
@@ -414,13 +436,13 @@ export class DockerBackend implements Backend {
   async runStep(env: RunEnvironment, step: PlanCmdStep, io: StepIo): Promise<StepExit> {
     const ids: StepIds = { runId: env.runId, stepId: step.id, attempt: io.attempt };
     const started = Date.now();
-    const { id, name } = await this.createStepContainer(env, step, io, ids);
+    const { id, name, sandbox } = await this.createStepContainer(env, step, io, ids);
     try {
       const exit = await this.attachStartWait(id, name, ids, io);
       this.log.info({ ...ids, container: name, exitCode: exit.exitCode, oomKilled: exit.oomKilled, ms: Date.now() - started }, 'step container exited');
       return exit;
     } finally {
-      if (!step.keep) this.removeInBackground(env.runId, id, name);
+      if (!step.keep) this.removeInBackground(env.runId, id, name, sandbox);
     }
   }
 
@@ -457,10 +479,13 @@ export class DockerBackend implements Backend {
 
   /**
    * Creates the container of one attempt of a `cmd` step, pulling its image first with
-   * `step.pull`, or when the engine does not have it.
+   * `step.pull`, or when the engine does not have it. It joins a warm network sandbox when one is
+   * ready and the step can (`sandbox`: removed after the container, by whoever removes that).
    */
-  private async createStepContainer(env: RunEnvironment, step: PlanCmdStep, io: StepIo, ids: StepIds): Promise<{ id: string; name: string }> {
-    const { name, spec } = toCreateOptions(env, step, io.attempt);
+  private async createStepContainer(env: RunEnvironment, step: PlanCmdStep, io: StepIo, ids: StepIds): Promise<{ id: string; name: string; sandbox?: string }> {
+    const options = toCreateOptions(env, step, io.attempt);
+    const name = options.name;
+    let spec = options.spec;
     if (step.privileged && !spec.HostConfig.Privileged) {
       this.log.warn(ids, 'privileged refused: the run is restricted');
       io.onLine('stderr', 'kiln: privileged refused: this run is restricted; the step runs without privileges');
@@ -471,16 +496,21 @@ export class DockerBackend implements Backend {
 
     // A repeat of the same attempt reuses the name: wait for the previous container's removal.
     await this.runs.removalOf(name);
+    const sandbox = this.sandboxes && canJoinSandbox(spec) ? await this.sandboxes.take() : undefined;
+    if (sandbox !== undefined) spec = joinSandbox(spec, sandbox);
     let candidate = name;
     let pulled = step.pull;
     for (let tries = 0; ; tries++) {
       this.runs.assertOpen(env.runId, `creating the container of step ${step.id}`);
-      if (io.signal.aborted) throw abortError(`step ${step.id}`, io.signal.reason);
-      this.log.debug({ ...ids, container: candidate, image: step.image }, 'creating container');
+      if (io.signal.aborted) {
+        this.removeSandbox(env.runId, sandbox);
+        throw abortError(`step ${step.id}`, io.signal.reason);
+      }
+      this.log.debug({ ...ids, container: candidate, image: step.image, sandbox }, 'creating container');
       try {
         const id = await this.runs.track(env.runId, this.engine.createContainer(candidate, spec));
         this.log.debug({ ...ids, container: candidate, containerId: id }, 'container created');
-        return { id, name: candidate };
+        return sandbox === undefined ? { id, name: candidate } : { id, name: candidate, sandbox };
       } catch (err) {
         if (isNotFound(err) && /no such image/i.test(engineMessage(err)) && !pulled) {
           io.onLine('stderr', `Unable to find image '${step.image}' locally`);
@@ -493,6 +523,7 @@ export class DockerBackend implements Backend {
           candidate = `${name}-${tries + 2}`;
           continue;
         }
+        this.removeSandbox(env.runId, sandbox);
         throw wrapStepError(err, `creating the container of step ${step.id} (run ${env.runId}, attempt ${io.attempt}, image ${step.image})`);
       }
     }
@@ -733,15 +764,28 @@ export class DockerBackend implements Backend {
     }
   }
 
-  private removeInBackground(runId: string, id: string, name: string): void {
-    this.log.debug({ runId, container: name }, 'removing container');
-    const removal = this.engine.removeContainer(id).then(
-      () => this.log.debug({ runId, container: name }, 'container removed'),
-      (err: unknown) => {
-        if (!isNotFound(err) && !isConflict(err)) this.log.warn({ runId, container: name, err: errorMessage(err) }, 'removing container failed');
-      },
-    );
+  /** Removes a container, then the network sandbox it joined (if any), without waiting. */
+  private removeInBackground(runId: string, id: string, name: string, sandbox?: string): void {
+    const removal = (async () => {
+      await this.removeQuietly(runId, id, name);
+      if (sandbox !== undefined) await this.removeQuietly(runId, sandbox, `network sandbox ${sandbox.slice(0, 12)}`);
+    })();
     this.runs.trackRemoval(runId, name, removal);
+  }
+
+  private async removeQuietly(runId: string, id: string, name: string): Promise<void> {
+    this.log.debug({ runId, container: name }, 'removing container');
+    try {
+      await this.engine.removeContainer(id);
+      this.log.debug({ runId, container: name }, 'container removed');
+    } catch (err) {
+      if (!isNotFound(err) && !isConflict(err)) this.log.warn({ runId, container: name, err: errorMessage(err) }, 'removing container failed');
+    }
+  }
+
+  /** A network sandbox taken for a container that was never made. */
+  private removeSandbox(runId: string, sandbox: string | undefined): void {
+    if (sandbox !== undefined) this.removeInBackground(runId, sandbox, `network sandbox ${sandbox.slice(0, 12)}`);
   }
 
   private async pullImage(
@@ -990,31 +1034,6 @@ export class DockerBackend implements Backend {
   // ----------------------------------------------------------------------------------------------
   // Helpers
 
-  /** Makes sure the helper image exists (once per process; again if someone removed it). */
-  private ensureHelperImage(): Promise<void> {
-    this.helperImage ??= (async () => {
-      try {
-        await this.engine.inspectImage(HELPER_IMAGE);
-        return;
-      } catch (err) {
-        if (!isNotFound(err)) throw wrapEngineError(err, `inspecting the helper image ${HELPER_IMAGE}`);
-      }
-      this.log.info({ image: HELPER_IMAGE }, 'creating the helper image');
-      try {
-        const progress = await this.engine.importImage(helperRootfs(), HELPER_REPO, HELPER_TAG, HELPER_CHANGES);
-        await readProgress(progress as AsyncIterable<Buffer>);
-      } catch (err) {
-        throw wrapEngineError(err, `creating the helper image ${HELPER_IMAGE}`);
-      }
-      this.log.info({ image: HELPER_IMAGE }, 'helper image created');
-    })();
-    const made = this.helperImage;
-    made.catch(() => {
-      if (this.helperImage === made) this.helperImage = undefined;
-    });
-    return made;
-  }
-
   /** Runs `fn` with a helper container (created, never started) that mounts `mounts`; removes it afterwards. */
   private async withHelper<T>(runId: string, mounts: MountSpec[], fn: (helper: string) => Promise<T>): Promise<T> {
     const id = await this.createHelperContainer(runId, helperSpec(runId, mounts, this.owner), 'a helper container');
@@ -1029,18 +1048,10 @@ export class DockerBackend implements Backend {
   /** Creates a container of the helper image (made first if it is missing), tracked as the run's. */
   private async createHelperContainer(runId: string, spec: Record<string, unknown>, what: string): Promise<string> {
     this.runs.assertOpen(runId, `creating ${what}`);
-    for (let tries = 0; ; tries++) {
-      await this.ensureHelperImage();
-      try {
-        return await this.runs.track(runId, this.engine.createContainer(undefined, spec));
-      } catch (err) {
-        // The helper image was removed behind our back: make it again, once.
-        if (tries === 0 && isNotFound(err) && /no such image/i.test(engineMessage(err))) {
-          this.helperImage = undefined;
-          continue;
-        }
-        throw wrapEngineError(err, `creating ${what} for run ${runId}`);
-      }
+    try {
+      return await this.helperImage.createContainer(spec, (body) => this.runs.track(runId, this.engine.createContainer(undefined, body)));
+    } catch (err) {
+      throw wrapEngineError(err, `creating ${what} for run ${runId}`);
     }
   }
 

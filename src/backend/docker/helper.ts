@@ -9,7 +9,8 @@
  */
 import { Readable } from 'node:stream';
 import * as tarStream from 'tar-stream';
-import { LABEL_HELPER, runLabels, type MountSpec } from './convert';
+import { LABEL_OWNER } from '../types';
+import { LABEL_HELPER, LABEL_SANDBOX, runLabels, type MountSpec } from './convert';
 
 export const HELPER_IMAGE = 'kiln-helper:2';
 export const HELPER_REPO = 'kiln-helper';
@@ -41,6 +42,20 @@ export function anchorSpec(runId: string, pids: number, arch: PauseArch, owner?:
   };
 }
 
+/**
+ * The create body of a warm network sandbox (sandbox-pool.ts): a container on the default bridge
+ * that waits forever, with no capabilities and room for its one process, whose network namespace
+ * a step container joins.
+ */
+export function sandboxSpec(arch: PauseArch, owner: string): Record<string, unknown> {
+  return {
+    Image: HELPER_IMAGE,
+    Cmd: [pausePath(arch)],
+    Labels: { [LABEL_SANDBOX]: '1', [LABEL_OWNER]: owner },
+    HostConfig: { NetworkMode: 'bridge', AutoRemove: false, PidsLimit: 4, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'] },
+  };
+}
+
 /** Where anchors' cgroups go (the cgroupfs driver names a container's cgroup `<parent>/<id>`). */
 export const ANCHOR_CGROUP_PARENT = '/kiln-builds';
 
@@ -53,9 +68,14 @@ export type PauseArch = 'x86_64' | 'aarch64';
  * driver takes slices, not paths), on an architecture with a waiting program. Else why not.
  */
 export function anchorSupport(engine: { CgroupDriver: string; CgroupVersion: string; Architecture: string }): { arch: PauseArch } | { unsupported: string } {
-  const arch = engine.Architecture;
-  if (engine.CgroupDriver === 'cgroupfs' && engine.CgroupVersion === '1' && (arch === 'x86_64' || arch === 'aarch64')) return { arch };
-  return { unsupported: `cgroup driver ${engine.CgroupDriver || 'unknown'}, cgroup v${engine.CgroupVersion || '?'}, ${arch || 'unknown architecture'}` };
+  const arch = pauseArch(engine.Architecture);
+  if (engine.CgroupDriver === 'cgroupfs' && engine.CgroupVersion === '1' && arch !== undefined) return { arch };
+  return { unsupported: `cgroup driver ${engine.CgroupDriver || 'unknown'}, cgroup v${engine.CgroupVersion || '?'}, ${engine.Architecture || 'unknown architecture'}` };
+}
+
+/** The waiting program's architecture for an engine's `Architecture`, if there is one. */
+export function pauseArch(architecture: string): PauseArch | undefined {
+  return architecture === 'x86_64' || architecture === 'aarch64' ? architecture : undefined;
 }
 
 function pausePath(arch: PauseArch): string {

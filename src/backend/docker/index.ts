@@ -1,6 +1,7 @@
 /** The Docker Engine backend: the only code in Kiln that talks to dockerode. */
 export { DockerBackend, type BackendLogger, type DockerBackendOptions } from './docker-backend';
 export { HELPER_IMAGE } from './helper';
+export { SandboxPool, type SandboxPoolOptions } from './sandbox-pool';
 export {
   authConfigFor,
   containerName,

@@ -92,7 +92,7 @@ export class FakeBackend implements Backend {
     this.record('teardownRun', env.runId).end = this.options.now();
   }
 
-  async sweep(_isDead: (run: { runId: string; owner?: string }) => boolean): Promise<number> {
+  async sweep(_isDead: (object: { runId?: string; owner?: string }) => boolean): Promise<number> {
     return 0;
   }
 

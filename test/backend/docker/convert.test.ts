@@ -1,9 +1,11 @@
 /** The pure converters of the Docker backend, table-tested without a daemon. */
 import {
   authConfigFor,
+  canJoinSandbox,
   confinementHostConfig,
   containerName,
   dockerConfigJson,
+  joinSandbox,
   networkName,
   normalizeContextPath,
   pushTarget,
@@ -202,6 +204,33 @@ describe('toCreateOptions', () => {
   ])('refuses %s', (_what, overrides, message) => {
     expect(() => toCreateOptions(env, cmdStep(overrides), 1)).toThrow(message);
     expect(() => toCreateOptions(env, cmdStep(overrides), 1)).toThrow(BackendError);
+  });
+});
+
+describe('warm network sandboxes', () => {
+  const bridge = { ...env, defaultNetwork: 'bridge' };
+
+  test.each([
+    // [what, step overrides, env, can join]
+    ['a step on the default bridge', {}, bridge, true],
+    ['a step naming the bridge', { network: 'bridge' }, env, true],
+    ['a network of the run own', {}, env, false],
+    ['the host network', { network: 'host' }, bridge, false],
+    ['no network', { network: 'none' }, bridge, false],
+    ['published ports', { ports: ['8080:80'] }, bridge, false],
+    ['exposed ports', { expose: ['9000'] }, bridge, false],
+  ])('%s', (_what, overrides, where, expected) => {
+    expect(canJoinSandbox(toCreateOptions(where, cmdStep(overrides), 1).spec)).toBe(expected);
+  });
+
+  test('joining: the sandbox network namespace, no host name of its own, the sandbox id as a label; the rest as it was', () => {
+    const { spec } = toCreateOptions(bridge, cmdStep({ id: 'build-it' }), 2);
+    const joined = joinSandbox(spec, 'abc123');
+    expect(joined.HostConfig.NetworkMode).toBe('container:abc123');
+    expect(joined.Hostname).toBeUndefined();
+    expect(joined.Labels).toEqual({ ...spec.Labels, 'kiln.netns': 'abc123' });
+    expect({ ...joined, Hostname: spec.Hostname, Labels: spec.Labels, HostConfig: { ...joined.HostConfig, NetworkMode: 'bridge' } }).toEqual(spec);
+    expect(spec.Hostname).toBe('build-it');
   });
 });
 
