@@ -3,7 +3,9 @@
  * (concurrency 4 each) on Redis database 7 of the local Redis (emptied first), the local Docker
  * Engine and registry of scripts/services.sh. Needs a build (`npm run build`).
  *
- *   node dist/bench/service.js [--runs 200] [--log-mb 100]
+ *   node dist/bench/service.js [--runs 200] [--log-mb 100] [--pairs 3] [--warm-sandboxes 2]
+ *
+ * `--warm-sandboxes N` is passed to both workers (their default is 2; 0 turns the pool off).
  *
  * Prints:
  * - throughput: N single-step runs submitted at once, against the same containers started by raw
@@ -218,7 +220,8 @@ async function main(): Promise<void> {
   start(['api', '--port', String(PORT)]);
   await waitReady();
   await events.open();
-  const workers = [start(['worker', '--concurrency', '4']), start(['worker', '--concurrency', '4'])];
+  const warm = String(arg('--warm-sandboxes', 2));
+  const workers = [start(['worker', '--concurrency', '4', '--warm-sandboxes', warm]), start(['worker', '--concurrency', '4', '--warm-sandboxes', warm])];
   await new Promise((r) => setTimeout(r, 1500));
   const trivial = 'steps:\n  - cmd: busybox true\n';
   await waitAll([await submit(trivial), await submit(trivial)]); // warm-up
@@ -359,7 +362,7 @@ async function main(): Promise<void> {
   await redis.flushdb();
   await redis.quit();
 
-  console.log(`Kiln service, ${runs} runs, 2 workers x concurrency 4 (seconds unless noted)\n`);
+  console.log(`Kiln service, ${runs} runs, 2 workers x concurrency 4, ${warm} warm sandboxes each (seconds unless noted)\n`);
   console.log('| measure | kiln | baseline | figure | target |');
   console.log('|---|---|---|---|---|');
   console.log(`| throughput, ${runs} single-step runs at once, ${pairsOf} interleaved pairs | median pair: ${(kilnTimes[medianIndex] as number).toFixed(1)} s (${(runs / (kilnTimes[medianIndex] as number)).toFixed(1)} runs/s); all pairs' ratios ${ratios.map((r) => r.toFixed(2)).join(', ')}; runs per worker ${shareList.join(', ')}${idleWorkers ? ` (${idleWorkers} idle)` : ''}${failed ? `, ${failed} not Succeeded` : ''}${restarted ? `, ${restarted} started again` : ''}; slowest run ${(slowest / 1000).toFixed(1)} s from submit | raw docker -P 8: ${(rawTimes[medianIndex] as number).toFixed(1)} s | ${(ratios[medianIndex] as number).toFixed(2)} | >= 0.9 |`);

@@ -436,19 +436,29 @@ export class DockerBackend implements Backend {
   async runStep(env: RunEnvironment, step: PlanCmdStep, io: StepIo): Promise<StepExit> {
     const ids: StepIds = { runId: env.runId, stepId: step.id, attempt: io.attempt };
     const started = Date.now();
-    const { id, name, sandbox } = await this.createStepContainer(env, step, io, ids);
+    const { id, name, sandbox, pooled } = await this.createStepContainer(env, step, io, ids);
     try {
       const exit = await this.attachStartWait(id, name, ids, io);
       this.log.info({ ...ids, container: name, exitCode: exit.exitCode, oomKilled: exit.oomKilled, ms: Date.now() - started }, 'step container exited');
       return exit;
     } finally {
+      if (pooled) this.sandboxes?.done();
       if (!step.keep) this.removeInBackground(env.runId, id, name, sandbox);
     }
   }
 
   async startService(env: RunEnvironment, step: PlanCmdStep, io: StepIo): Promise<void> {
     const ids: StepIds = { runId: env.runId, stepId: step.id, attempt: io.attempt };
-    const { id, name } = await this.createStepContainer(env, step, io, ids);
+    const { id, name, pooled } = await this.createStepContainer(env, step, io, ids);
+    try {
+      await this.startServiceContainer(env, step, io, ids, id, name);
+    } finally {
+      // A service runs until teardown: the pool need not wait for it.
+      if (pooled) this.sandboxes?.done();
+    }
+  }
+
+  private async startServiceContainer(env: RunEnvironment, step: PlanCmdStep, io: StepIo, ids: StepIds, id: string, name: string): Promise<void> {
     let output: IncomingMessage;
     try {
       output = await this.engine.attach(id);
@@ -481,8 +491,9 @@ export class DockerBackend implements Backend {
    * Creates the container of one attempt of a `cmd` step, pulling its image first with
    * `step.pull`, or when the engine does not have it. It joins a warm network sandbox when one is
    * ready and the step can (`sandbox`: removed after the container, by whoever removes that).
+   * `pooled`: the pool was asked, and must be told when the step is `done` with the worker.
    */
-  private async createStepContainer(env: RunEnvironment, step: PlanCmdStep, io: StepIo, ids: StepIds): Promise<{ id: string; name: string; sandbox?: string }> {
+  private async createStepContainer(env: RunEnvironment, step: PlanCmdStep, io: StepIo, ids: StepIds): Promise<{ id: string; name: string; sandbox?: string; pooled: boolean }> {
     const options = toCreateOptions(env, step, io.attempt);
     const name = options.name;
     let spec = options.spec;
@@ -496,21 +507,26 @@ export class DockerBackend implements Backend {
 
     // A repeat of the same attempt reuses the name: wait for the previous container's removal.
     await this.runs.removalOf(name);
-    const sandbox = this.sandboxes && canJoinSandbox(spec) ? await this.sandboxes.take() : undefined;
+    const pooled = this.sandboxes !== undefined && canJoinSandbox(spec);
+    const sandbox = pooled ? await this.sandboxes?.take() : undefined;
     if (sandbox !== undefined) spec = joinSandbox(spec, sandbox);
+    const giveUp = (): void => {
+      if (pooled) this.sandboxes?.done();
+      if (sandbox !== undefined) this.removeInBackground(env.runId, sandbox, `network sandbox ${sandbox.slice(0, 12)}`);
+    };
     let candidate = name;
     let pulled = step.pull;
     for (let tries = 0; ; tries++) {
       this.runs.assertOpen(env.runId, `creating the container of step ${step.id}`);
       if (io.signal.aborted) {
-        this.removeSandbox(env.runId, sandbox);
+        giveUp();
         throw abortError(`step ${step.id}`, io.signal.reason);
       }
       this.log.debug({ ...ids, container: candidate, image: step.image, sandbox }, 'creating container');
       try {
         const id = await this.runs.track(env.runId, this.engine.createContainer(candidate, spec));
         this.log.debug({ ...ids, container: candidate, containerId: id }, 'container created');
-        return sandbox === undefined ? { id, name: candidate } : { id, name: candidate, sandbox };
+        return sandbox === undefined ? { id, name: candidate, pooled } : { id, name: candidate, sandbox, pooled };
       } catch (err) {
         if (isNotFound(err) && /no such image/i.test(engineMessage(err)) && !pulled) {
           io.onLine('stderr', `Unable to find image '${step.image}' locally`);
@@ -523,7 +539,7 @@ export class DockerBackend implements Backend {
           candidate = `${name}-${tries + 2}`;
           continue;
         }
-        this.removeSandbox(env.runId, sandbox);
+        giveUp();
         throw wrapStepError(err, `creating the container of step ${step.id} (run ${env.runId}, attempt ${io.attempt}, image ${step.image})`);
       }
     }
@@ -781,11 +797,6 @@ export class DockerBackend implements Backend {
     } catch (err) {
       if (!isNotFound(err) && !isConflict(err)) this.log.warn({ runId, container: name, err: errorMessage(err) }, 'removing container failed');
     }
-  }
-
-  /** A network sandbox taken for a container that was never made. */
-  private removeSandbox(runId: string, sandbox: string | undefined): void {
-    if (sandbox !== undefined) this.removeInBackground(runId, sandbox, `network sandbox ${sandbox.slice(0, 12)}`);
   }
 
   private async pullImage(

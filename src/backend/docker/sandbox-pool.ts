@@ -9,9 +9,10 @@
  * sandbox's /etc/hosts is the step's). Only steps on the default bridge that publish no port can
  * join one (canJoinSandbox); the others make their own namespace as before.
  *
- * The pool is refilled only once no step has asked for a sandbox for `quietMs`: under a stream of
- * steps a refill would add a container start to the engine's work for each of them, so a busy
- * worker's steps make their own namespaces, and an idle worker's next step finds a sandbox ready.
+ * The pool is refilled only while no step that could join one runs (`take` to `done`): under a
+ * stream of steps a refill would add a whole container start to the engine's work for each of
+ * them, so a busy worker's steps make their own namespaces as before, and an idle worker's next
+ * step finds a sandbox ready.
  *
  * Sandboxes carry their worker's owner label (`worker:<id>`): what a killed worker kept is swept
  * with the rest of what it left (sweeper.ts: objects of no run go when their worker is dead).
@@ -32,7 +33,7 @@ export interface SandboxPoolOptions {
   /** Their `kiln.owner` label: `worker:<workerId>` of the worker whose backends take them. */
   owner: string;
   logger?: BackendLogger;
-  /** How long no step may have asked for a sandbox before the pool is refilled; default 500 ms. */
+  /** How long the worker must have been idle (no step between `take` and `done`) before a refill; default 200 ms. */
   quietMs?: number;
   /** After a sandbox failed to start, the wait before trying again; default 10 s. */
   retryMs?: number;
@@ -45,7 +46,8 @@ export class SandboxPool {
   private readonly quietMs: number;
   private readonly retryMs: number;
   private readonly ready: string[] = [];
-  private lastDemand = 0;
+  /** Steps between `take` and `done`. */
+  private active = 0;
   private timer: NodeJS.Timeout | undefined;
   private filling: Promise<void> | undefined;
   private arch: PauseArch | null | undefined;
@@ -55,7 +57,7 @@ export class SandboxPool {
     this.engine = new Engine(options.docker ?? { modem: new DockerModem() });
     this.log = options.logger ?? noopLogger;
     this.helperImage = new HelperImage(this.engine, this.log);
-    this.quietMs = options.quietMs ?? 500;
+    this.quietMs = options.quietMs ?? 200;
     this.retryMs = options.retryMs ?? 10_000;
   }
 
@@ -71,11 +73,12 @@ export class SandboxPool {
 
   /**
    * A started sandbox for one step container, out of the pool (whoever takes it removes it after
-   * that container), or undefined when none is ready. Every call puts the next refill off.
+   * that container), or undefined when none is ready. Each call must be followed by one `done`
+   * once the step's container has started (a detached step) or ended; until then, no refill.
    */
   async take(): Promise<string | undefined> {
-    this.lastDemand = Date.now();
-    this.fillAfter(this.quietMs);
+    this.active++;
+    clearTimeout(this.timer);
     for (let id = this.ready.shift(); id !== undefined && !this.closed; id = this.ready.shift()) {
       // Gone when the engine restarted without live-restore, or someone removed it.
       const state = await this.engine.containerState(id).catch(() => undefined);
@@ -84,6 +87,12 @@ export class SandboxPool {
       void this.remove(id);
     }
     return undefined;
+  }
+
+  /** A step that called `take` no longer holds the worker; the pool fills again once none does. */
+  done(): void {
+    this.active = Math.max(0, this.active - 1);
+    if (this.active === 0) this.fillAfter(this.quietMs);
   }
 
   /** Stops refilling and removes the sandboxes not taken. */
@@ -107,9 +116,7 @@ export class SandboxPool {
   }
 
   private async fill(): Promise<void> {
-    while (!this.closed && this.ready.length < this.options.size) {
-      const quietFor = Date.now() - this.lastDemand;
-      if (quietFor < this.quietMs) return this.fillAfter(this.quietMs - quietFor);
+    while (!this.closed && this.ready.length < this.options.size && this.active === 0) {
       let id: string | undefined;
       try {
         id = await this.startOne();
