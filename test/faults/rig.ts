@@ -4,7 +4,9 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { LABEL_RUN } from '../../src/backend/types';
+import { LABEL_OWNER, LABEL_RUN } from '../../src/backend/types';
+import { LABEL_SANDBOX } from '../../src/backend/docker/convert';
+import { parseWorkerOwner } from '../../src/queue/owner';
 import type { RunDocument } from '../../src/domain/run-record';
 import { isFinalRunStatus } from '../../src/domain/status';
 import { docker, leftovers } from '../helpers/docker';
@@ -220,6 +222,16 @@ export class Rig {
     return list.map((c) => ({ id: c.Id, step: c.Labels['kiln.step'] ?? '', state: c.State }));
   }
 
+  /**
+   * The warm network sandboxes (any state) of worker processes among `procs`: their owner label
+   * is `worker:<host>-<pid>-<random>`.
+   */
+  async sandboxesOf(procs: readonly Proc[]): Promise<string[]> {
+    const pids = new Set(procs.map((p) => String(p.child.pid)));
+    const list = await docker.listContainers({ all: true, filters: { label: [LABEL_SANDBOX] } });
+    return list.filter((c) => pids.has(/-(\d+)-[0-9a-f]+$/.exec(parseWorkerOwner(c.Labels[LABEL_OWNER])?.workerId ?? '')?.[1] ?? '')).map((c) => c.Id);
+  }
+
   // The oracles
 
   /**
@@ -327,6 +339,8 @@ export class Rig {
     for (const id of this.accepted) {
       for (const c of await this.containers(id).catch(() => [])) await docker.getContainer(c.id).remove({ force: true }).catch(() => undefined);
     }
+    // Killed workers' warm sandboxes: nothing on this rig's Redis is left to sweep them.
+    for (const id of await this.sandboxesOf(this.workers).catch(() => [])) await docker.getContainer(id).remove({ force: true }).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -139,6 +139,11 @@ describe('a worker killed mid-step (R1, R2)', () => {
         return { requeueMs, secondRequeueMs: Date.parse(doc.finishedAt ?? '') - secondKillAt, doc };
       };
       const [one, two] = await Promise.all([r1Flow(), r2Flow()]);
+      // The killed workers' warm sandboxes: a live worker's sweep removes them once their
+      // heartbeats have expired (15 s) at its next pass (every 60 s).
+      const sandboxesGoneMs = await rig
+        .until("the killed workers' warm sandboxes to be removed", 120_000, async () => (await rig.sandboxesOf(killed)).length === 0, 1000)
+        .then(() => Date.now() - killedAt, () => Number.POSITIVE_INFINITY);
       await sleep(3000);
       await sampler.stop();
 
@@ -149,6 +154,7 @@ describe('a worker killed mid-step (R1, R2)', () => {
       record({ case: 'R1', measure: 'run outcome (status, attempt, statuses seen)', value: `${one.doc.status}, attempt ${one.doc.attempt}, ${sampler.statuses(r1).join('>')}`, target: 'Succeeded (attempt restarted) or Error', ok: ['Succeeded', 'Error'].includes(one.doc.status) });
       record({ case: 'R1', measure: 'live containers of one step at once (max sampled)', value: `${sampler.maxLive} in ${sampler.samples} samples`, target: '<= 1', ok: sampler.duplicates.length === 0 });
       record({ case: 'R2', measure: 'first kill -> claimed again; second kill -> run ended', value: `${secs(two.requeueMs)}; ${secs(two.secondRequeueMs)}`, target: '<= 90 s; <= 90 s', ok: two.requeueMs <= REQUEUE_TARGET_MS && two.secondRequeueMs <= REQUEUE_TARGET_MS });
+      record({ case: 'R1', measure: "killed workers' warm network sandboxes removed by a live worker's sweep: first kill -> none left (looked for once the runs ended)", value: secs(sandboxesGoneMs), target: 'none left', ok: Number.isFinite(sandboxesGoneMs) });
       record({ case: 'R2', measure: 'run killed twice: outcome', value: `${two.doc.status} (${two.doc.error ?? ''})`, target: 'Error, not Failed', ok: two.doc.status === 'Error' });
 
       expectAll({
@@ -158,6 +164,7 @@ describe('a worker killed mid-step (R1, R2)', () => {
         'R1 ends Succeeded or Error': { ok: ['Succeeded', 'Error'].includes(one.doc.status), seen: one.doc.status },
         'R2 ends Error (stalled twice), not Failed': { ok: two.doc.status === 'Error' && /stalled/.test(two.doc.error ?? ''), seen: `${two.doc.status}: ${two.doc.error}` },
         'no two live containers of one step': { ok: sampler.duplicates.length === 0, seen: sampler.duplicates },
+        "the killed workers' warm sandboxes removed": { ok: Number.isFinite(sandboxesGoneMs), seen: secs(sandboxesGoneMs) },
         'statuses only move forward': { ok: sampler.regressions.length === 0, seen: sampler.regressions },
         oracles: await oraclesOutcome(rig, { expectDown: killed }),
       });

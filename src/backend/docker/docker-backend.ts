@@ -70,17 +70,14 @@ import {
 } from './errors';
 import { ANCHOR_CGROUP_PARENT, anchorSpec, anchorSupport, helperSpec, tarOf, type TarFile } from './helper';
 import { HelperImage } from './helper-image';
+import { noopLogger, type BackendLogger } from './logger';
 import type { SandboxPool } from './sandbox-pool';
 import { RunTracker } from './run-tracker';
 import { LineSplitter, LogDemuxer, ProgressStreamError, demuxLines, feedDemuxer, readProgress, type ProgressMessage } from './streams';
 import { errorMessage } from '../../errors';
 
-/** A pino-compatible logger (the subset used). */
-export interface BackendLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
+export type { BackendLogger } from './logger';
+
 
 export interface DockerBackendOptions {
   /**
@@ -116,7 +113,6 @@ const SERVICE_DRAIN_MS = 5_000;
 const BUSY_ROUNDS = 6;
 const BUSY_DELAY_MS = 150;
 
-export const noopLogger: BackendLogger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
 
 interface StepIds {
   runId: string;

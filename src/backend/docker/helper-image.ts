@@ -1,4 +1,4 @@
-import type { BackendLogger } from './docker-backend';
+import type { BackendLogger } from './logger';
 import type { Engine } from './engine';
 import { engineMessage, isNotFound, wrapEngineError } from './errors';
 import { HELPER_CHANGES, HELPER_IMAGE, HELPER_REPO, HELPER_TAG, helperRootfs } from './helper';

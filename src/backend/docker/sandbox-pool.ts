@@ -19,7 +19,7 @@
  */
 import DockerModem from 'docker-modem';
 import { errorMessage } from '../../errors';
-import { noopLogger, type BackendLogger } from './docker-backend';
+import { noopLogger, type BackendLogger } from './logger';
 import { Engine, type EngineClient } from './engine';
 import { isNotFound } from './errors';
 import { pauseArch, sandboxSpec, type PauseArch } from './helper';

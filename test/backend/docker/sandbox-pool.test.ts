@@ -12,7 +12,7 @@ jest.setTimeout(60_000);
 
 const unique = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 let counter = 0;
-let runIds: string[] = [];
+const runIds: string[] = [];
 const pools: SandboxPool[] = [];
 const owners: string[] = [];
 
