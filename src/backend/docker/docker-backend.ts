@@ -78,7 +78,6 @@ import { errorMessage } from '../../errors';
 
 export type { BackendLogger } from './logger';
 
-
 export interface DockerBackendOptions {
   /**
    * A Dockerode instance (or anything with its `modem`). Default: the transport a `new Dockerode()`
@@ -112,7 +111,6 @@ const SERVICE_DRAIN_MS = 5_000;
 /** Rounds (with growing pauses) of removing a run's networks and volumes while they are still in use. */
 const BUSY_ROUNDS = 6;
 const BUSY_DELAY_MS = 150;
-
 
 interface StepIds {
   runId: string;
@@ -338,8 +336,8 @@ export class DockerBackend implements Backend {
       if (runId === undefined || this.runs.isClosing(runId)) return false;
       return isDead(labels[LABEL_OWNER] !== undefined ? { runId, owner: labels[LABEL_OWNER] } : { runId });
     });
-    // Warm network sandboxes not taken by any step: of no run, only their owner can tell.
-    removed += await this.removeLabelled(LABEL_SANDBOX, (labels) => labels[LABEL_OWNER] !== undefined && labels[LABEL_NETNS] === undefined && isDead({ owner: labels[LABEL_OWNER] }));
+    // Warm network sandboxes belong to no run: their worker's death is what makes them leftovers.
+    removed += await this.removeLabelled(LABEL_SANDBOX, (labels) => labels[LABEL_OWNER] !== undefined && isDead({ owner: labels[LABEL_OWNER] }));
     this.log.info({ removed, ms: Date.now() - started }, 'sweep done');
     return removed;
   }

@@ -143,8 +143,14 @@ export class SandboxPool {
     try {
       await this.engine.start(id);
     } catch (err) {
-      await this.remove(id);
-      throw err;
+      // A loaded engine can report a start that did happen ("cannot start an already running
+      // container"): what counts is whether the sandbox runs.
+      const state = await this.engine.containerState(id).catch(() => undefined);
+      if (!state?.Running) {
+        await this.remove(id);
+        throw err;
+      }
+      this.log.debug({ sandbox: id, err: errorMessage(err) }, 'the engine reported a failed start of a warm network sandbox that runs');
     }
     this.log.debug({ sandbox: id }, 'warm network sandbox started');
     return id;
