@@ -106,6 +106,14 @@ const OUTPUT_DRAIN_MS = 10_000;
 const REATTACH_POLL_MS = 500;
 /** Re-attaching gives up after the engine went away this many times during one step. */
 const REATTACH_ROUNDS = 3;
+/**
+ * After a step's container ended by SIGTERM or SIGKILL that Kiln did not send, how long to watch
+ * whether the engine goes away: dockerd without live-restore stops every container as it shuts
+ * down, answering their waits, and closes its API only once all have stopped (up to its
+ * shutdown timeout, 15 s by default). Such a step's exit is reported that much later.
+ */
+const SHUTDOWN_PROBE_MS = 15_000;
+const SHUTDOWN_PROBE_EVERY_MS = 250;
 /** How long teardown waits for a service's output stream to end once its container is gone. */
 const SERVICE_DRAIN_MS = 5_000;
 /** Rounds (with growing pauses) of removing a run's networks and volumes while they are still in use. */
@@ -144,6 +152,11 @@ async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boo
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** SIGTERM (143) or SIGKILL (137) that was not the kernel's OOM killer. */
+function endedBySignal(exitCode: number, oomKilled: boolean): boolean {
+  return (exitCode === 143 || exitCode === 137) && !oomKilled;
 }
 
 /** An RFC 3339 time with nanoseconds as the Engine API's `since`: Unix seconds, a dot, nanoseconds. */
@@ -610,10 +623,27 @@ export class DockerBackend implements Backend {
         await stopping;
         throw abortError(`step ${ids.stepId}`, io.signal.reason);
       }
-      return await this.exitOf(id, name, ids, result);
+      const exit = await this.exitOf(id, name, ids, result);
+      // Not when the run is being torn down: that removed the container.
+      if (endedBySignal(exit.exitCode, exit.oomKilled) && !this.runs.isClosing(ids.runId) && (await this.engineGoesAway(io.signal))) {
+        throw new BackendError(`container ${name} of step ${ids.stepId} (run ${ids.runId}) was stopped as the Docker Engine shut down`, { infrastructure: true, transient: true });
+      }
+      return exit;
     } finally {
       io.signal.removeEventListener('abort', onAbort);
     }
+  }
+
+  /** Whether the engine stops answering within SHUTDOWN_PROBE_MS (it is shutting down); false once `signal` aborts. */
+  private async engineGoesAway(signal: AbortSignal): Promise<boolean> {
+    for (const until = Date.now() + SHUTDOWN_PROBE_MS; Date.now() < until && !signal.aborted; await sleep(SHUTDOWN_PROBE_EVERY_MS, signal).catch(() => undefined)) {
+      const gone = await this.engine.ping().then(
+        () => false,
+        (err: unknown) => isConnectionError(err),
+      );
+      if (gone) return true;
+    }
+    return false;
   }
 
   /** Waits for a step's output to be read to its end, cutting it OUTPUT_DRAIN_MS after the exit. */
@@ -669,7 +699,9 @@ export class DockerBackend implements Backend {
         const gone = isNotFound(err) ? `${what} is gone after the Docker Engine came back` : `inspecting ${what} after the Docker Engine came back: ${engineMessage(err)}`;
         throw new BackendError(gone, { infrastructure: true, transient: true, cause: err });
       }
-      if (!state.Running && !(await this.liveRestore())) {
+      // Stopped by a signal: the engine stopped it as it shut down without live-restore (its
+      // setting may have changed on the way back), as it stops everything then.
+      if (!state.Running && (endedBySignal(state.ExitCode, state.OOMKilled) || !(await this.liveRestore()))) {
         throw new BackendError(`${what} was stopped while the Docker Engine was unreachable (it restarted without live-restore)`, { infrastructure: true, transient: true });
       }
       const seconds = ((Date.now() - lostAt) / 1000).toFixed(1);

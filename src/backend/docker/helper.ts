@@ -38,6 +38,7 @@ export function anchorSpec(runId: string, pids: number, arch: PauseArch, owner?:
     Cmd: [pausePath(arch)],
     Labels: { ...runLabels(runId, undefined, owner), [LABEL_HELPER]: '1' },
     NetworkDisabled: true,
+    StopSignal: 'SIGKILL',
     HostConfig: { NetworkMode: 'none', AutoRemove: false, PidsLimit: pids, CgroupParent: ANCHOR_CGROUP_PARENT, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'] },
   };
 }
@@ -52,6 +53,8 @@ export function sandboxSpec(arch: PauseArch, owner: string): Record<string, unkn
     Image: HELPER_IMAGE,
     Cmd: [pausePath(arch)],
     Labels: { [LABEL_SANDBOX]: '1', [LABEL_OWNER]: owner },
+    // It ignores SIGTERM (PID 1 without a handler): a stop, or dockerd shutting down, need not wait.
+    StopSignal: 'SIGKILL',
     HostConfig: { NetworkMode: 'bridge', AutoRemove: false, PidsLimit: 4, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'] },
   };
 }

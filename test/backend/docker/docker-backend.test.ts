@@ -121,6 +121,12 @@ describe('runs', () => {
 });
 
 describe('cmd steps', () => {
+  test('a step that ends by a SIGTERM of its own has exit code 143: the engine stays up, so it is the step, not an infrastructure error', async () => {
+    const env = await prepared();
+    const exit = await backend.runStep(env, cmdStep({ args: ['sh', '-c', 'kill -TERM $$; sleep 5'] }), recordingIo());
+    expect(exit).toEqual({ exitCode: 143, oomKilled: false });
+  });
+
   test('stdout and stderr lines arrive in order with the exit code', async () => {
     const env = await prepared();
     const io = recordingIo();

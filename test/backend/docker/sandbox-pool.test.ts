@@ -82,6 +82,7 @@ test("a step on the default bridge joins a warm sandbox: its network and host na
   expect(io.stdout()).toEqual([info.Config.Hostname, onBridge?.IPAddress, onBridge?.MacAddress]);
   expect(info.State.Running).toBe(true);
   expect(info.HostConfig.CapDrop).toEqual(['ALL']);
+  expect((info.Config as { StopSignal?: string }).StopSignal).toBe('SIGKILL');
 
   // The step's container goes, then its sandbox; a new one takes its place once no step asks.
   await until('the used sandbox to be removed', async () => !(await exists(sandbox as string)));
