@@ -79,7 +79,7 @@ export class SandboxPool {
   async take(): Promise<string | undefined> {
     this.active++;
     clearTimeout(this.timer);
-    for (let id = this.ready.shift(); id !== undefined && !this.closed; id = this.ready.shift()) {
+    for (let id = this.ready.shift(); id !== undefined; id = this.ready.shift()) {
       // Gone when the engine restarted without live-restore, or someone removed it.
       const state = await this.engine.containerState(id).catch(() => undefined);
       if (state?.Running) return id;
