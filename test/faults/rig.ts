@@ -4,6 +4,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
+import { DockerBackend } from '../../src/backend/docker';
 import { LABEL_OWNER, LABEL_RUN } from '../../src/backend/types';
 import { LABEL_SANDBOX } from '../../src/backend/docker/convert';
 import { parseWorkerOwner } from '../../src/queue/owner';
@@ -222,14 +223,11 @@ export class Rig {
     return list.map((c) => ({ id: c.Id, step: c.Labels['kiln.step'] ?? '', state: c.State }));
   }
 
-  /**
-   * The warm network sandboxes (any state) of worker processes among `procs`: their owner label
-   * is `worker:<host>-<pid>-<random>`.
-   */
+  /** The warm network sandboxes (any state) of worker processes among `procs`. */
   async sandboxesOf(procs: readonly Proc[]): Promise<string[]> {
-    const pids = new Set(procs.map((p) => String(p.child.pid)));
+    const owned = ownedBy(procs);
     const list = await docker.listContainers({ all: true, filters: { label: [LABEL_SANDBOX] } });
-    return list.filter((c) => pids.has(/-(\d+)-[0-9a-f]+$/.exec(parseWorkerOwner(c.Labels[LABEL_OWNER])?.workerId ?? '')?.[1] ?? '')).map((c) => c.Id);
+    return list.filter((c) => owned(c.Labels[LABEL_OWNER])).map((c) => c.Id);
   }
 
   // The oracles
@@ -336,13 +334,19 @@ export class Rig {
       this.redisProc.child.kill('SIGKILL');
       await this.redisProc.exited;
     }
-    for (const id of this.accepted) {
-      for (const c of await this.containers(id).catch(() => [])) await docker.getContainer(c.id).remove({ force: true }).catch(() => undefined);
-    }
-    // Killed workers' warm sandboxes: nothing on this rig's Redis is left to sweep them.
-    for (const id of await this.sandboxesOf(this.workers).catch(() => [])) await docker.getContainer(id).remove({ force: true }).catch(() => undefined);
+    // Nothing on this rig's Redis is left to sweep what its workers made: the acknowledged runs'
+    // objects, those of runs whose submission was answered 503 but that ran all the same, and
+    // the warm sandboxes.
+    const owned = ownedBy(this.workers);
+    await new DockerBackend({ docker }).sweep(({ runId, owner }) => (runId !== undefined && this.accepted.has(runId)) || owned(owner)).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Whether an owner label names a worker among `procs` (its id is `<host>-<pid>-<random>`). */
+function ownedBy(procs: readonly Proc[]): (owner: string | undefined) => boolean {
+  const pids = new Set(procs.map((p) => String(p.child.pid)));
+  return (owner) => pids.has(/-(\d+)-[0-9a-f]+$/.exec(parseWorkerOwner(owner)?.workerId ?? '')?.[1] ?? '');
 }
 
 /** A secret and the forms a log could carry it in: raw, base64 at three offsets, JSON and URL escaped. */
